@@ -1,0 +1,303 @@
+"""Shuqiao 书桥: composition root, command line, and serve() wiring.
+
+``create_app`` builds the Flask app from a :class:`settings.Config`: it prepares the home
+(directories, migrations, instance id, session key) and hands the kiosk the cache and
+usage packages. Nothing heavy happens at import time, so ``shuqiao --help`` and the
+server start fast.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import sys
+import threading
+import uuid
+from pathlib import Path
+
+import click
+
+import settings
+from settings import API_VERSION, VERSION
+
+log = logging.getLogger("shuqiao")
+
+
+class HomeError(click.ClickException):
+    """The home directory cannot be used; the message says why and what to do."""
+
+
+def prepare_home(home: Path) -> str:
+    """Create the home if needed, check it is writable, return the instance id.
+
+    The instance id (in ``instance.json``) identifies this appliance on the LAN (mDNS,
+    /api/info) and upstream; it is made once and never changes.
+    """
+    from cache.store import atomic_write_bytes
+
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o750)
+    except OSError as error:
+        raise HomeError(f"cannot create the home directory {home}: {error.strerror}") from None
+    if not os.access(home, os.W_OK | os.X_OK):
+        raise HomeError(f"the home directory {home} is not writable by this user")
+    instance_file = home / "instance.json"
+    if instance_file.is_file():
+        return json.loads(instance_file.read_text())["id"]
+    instance_id = uuid.uuid4().hex
+    atomic_write_bytes(instance_file, json.dumps({"id": instance_id}).encode())
+    return instance_id
+
+
+def open_home(config: settings.Config):
+    """Prepare the home and bring both databases up to date; returns (instance id, cache, usage)."""
+    from cache import Cache
+    from sync import Usage
+
+    instance_id = prepare_home(config.home)
+    cache, usage = Cache(config.home), Usage(config.home)
+    cache.migrate()
+    usage.migrate()
+    return instance_id, cache, usage
+
+
+def _session_key(home: Path) -> bytes:
+    from cache.store import atomic_write_bytes
+
+    key_file = home / "session.key"
+    if not key_file.is_file():
+        atomic_write_bytes(key_file, secrets.token_hex(32).encode(), mode=0o600)
+    return key_file.read_bytes().strip()
+
+
+def create_app(config: settings.Config | None = None):
+    """Build the appliance's WSGI app for ``config`` (defaults: settings.load())."""
+    from flask import Flask
+
+    from kiosk import KioskContext, init_app
+    from kiosk.security import AdminCredentials, new_setup_code
+
+    config = config or settings.load()
+    instance_id, cache, usage = open_home(config)
+
+    app = Flask("shuqiao", root_path=str(Path(__file__).parent), static_folder=None)
+    app.config.update(
+        SECRET_KEY=_session_key(config.home),
+        SESSION_COOKIE_NAME="shuqiao_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Strict",
+        # Uploads are the largest bodies; everything else is far smaller.
+        MAX_CONTENT_LENGTH=(config.upload_max_mb + 1) * 1024 * 1024,
+        JSON_AS_ASCII=False,
+    )
+    app.json.ensure_ascii = False
+    ctx = KioskContext(config=config, cache=cache, usage=usage, instance_id=instance_id,
+                       version=VERSION, api_version=API_VERSION)
+    if not AdminCredentials(config.home / "admin.json").is_set():
+        ctx.state["setup_code"] = new_setup_code()
+    init_app(app, ctx)
+    return app
+
+
+# ----------------------------------------------------------------------------- CLI
+
+def _load_config(home, **overrides) -> settings.Config:
+    try:
+        return settings.load(home=home, overrides=overrides)
+    except settings.SettingsError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(level=getattr(logging, level.upper()), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+home_option = click.option("--home", type=click.Path(file_okay=False),
+                           help="Data directory (default: SHUQIAO_HOME or the per-user data dir).")
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(VERSION, prog_name="shuqiao")
+def cli():
+    """书桥 Shuqiao: an offline classroom library for the school LAN."""
+
+
+@cli.command()
+@home_option
+@click.option("--host", help="Address to listen on (default 127.0.0.1; 0.0.0.0 for the LAN).")
+@click.option("--port", type=int, help="Port (default 8080; 0 picks a free port).")
+@click.option("--no-mdns", is_flag=True, help="Do not announce the server by mDNS.")
+def serve(home, host, port, no_mdns):
+    """Serve the library on the LAN until stopped (SIGTERM or Ctrl-C)."""
+    config = _load_config(home, host=host, port=port, mdns=False if no_mdns else None)
+    run_server(config)
+
+
+def run_server(config: settings.Config) -> None:
+    """Bind, announce, notify systemd, serve; on stop, unregister and close cleanly."""
+    from kiosk.server import KioskServer, sd_notify, serve_forever
+
+    _configure_logging(config.log_level)
+    app = create_app(config)
+    ctx = app.extensions["shuqiao"]
+    try:
+        server = KioskServer(app, host=config.host, port=config.port, threads=config.threads,
+                             connection_limit=config.connection_limit,
+                             send_buffer_bytes=config.send_buffer_bytes,
+                             grace_seconds=config.shutdown_grace_seconds)
+    except OSError as error:
+        raise click.ClickException(f"cannot listen on {config.host}:{config.port}: "
+                                   f"{error.strerror}") from None
+    server.install_signal_handlers()
+    announcer = None
+
+    def on_ready() -> None:
+        nonlocal announcer
+        click.echo(f"Serving on {server.url}")
+        code = ctx.state.get("setup_code")
+        if code:
+            # Printed to the console and the log (journal under systemd): whoever sets
+            # the admin password from another machine must be able to read it here.
+            message = (f"首次设置码 / first-run setup code: {code}  "
+                       f"(open {server.url}admin/setup to set the admin password)")
+            click.echo(message)
+            log.warning(message)
+        sys.stdout.flush()
+        if config.mdns:
+            try:
+                from kiosk.announce import Announcer
+
+                announcer = Announcer(instance_id=ctx.instance_id,
+                                      display_name=config.display_name, version=VERSION,
+                                      port=server.port, bind_host=config.host,
+                                      api_version=API_VERSION)
+                announcer.start()
+                ctx.state["addresses"] = announcer.addresses
+            except Exception:  # the library still works without discovery
+                log.exception("mDNS announcement failed; terminals must use the address")
+        sd_notify("READY=1")
+
+    try:
+        serve_forever(server, on_ready)
+    finally:
+        if announcer is not None:
+            announcer.stop()
+        log.info("stopped")
+
+
+@cli.command()
+@home_option
+@click.option("--port", type=int, default=None, help="Port (default 8080; 0 picks a free port).")
+@click.option("--host", help="Address to listen on (default 127.0.0.1).")
+@click.option("--no-mdns", is_flag=True, help="Do not announce the server by mDNS.")
+def demo(home, port, host, no_mdns):
+    """Serve the built-in sample library (in a temporary home unless --home is given)."""
+    import tempfile
+
+    from cache.sample import load_sample_library
+
+    temporary = None
+    if home is None:
+        temporary = tempfile.TemporaryDirectory(prefix="shuqiao-demo-")
+        home = temporary.name
+    config = _load_config(home, host=host, port=port, mdns=False if no_mdns else None)
+    _, cache, _ = open_home(config)
+    with cache.catalog() as catalog:
+        ids = load_sample_library(catalog)
+    click.echo(f"Sample library: {len(ids)} resources in {config.home}")
+    try:
+        run_server(config)
+    finally:
+        if temporary is not None:
+            temporary.cleanup()
+
+
+@cli.command()
+@click.argument("file", type=click.Path(exists=True, dir_okay=False))
+@click.option("--title", required=True, help="Title shown on the kiosk.")
+@click.option("--stage", default="", help="学段, e.g. 小学.")
+@click.option("--grade", default="", help="年级, e.g. 三年级.")
+@click.option("--subject", default="", help="学科, e.g. 数学.")
+@click.option("--edition", default="", help="版本, e.g. 人教版.")
+@click.option("--volume", default="", help="册次, e.g. 上册.")
+@click.option("--chapter", multiple=True, help="Chapter path, top first (repeat the option).")
+@click.option("--kind", default=None, help="textbook, video, document, exercise, audio… "
+                                           "(default: from the file type).")
+@home_option
+def add(file, title, stage, grade, subject, edition, volume, chapter, kind, home):
+    """Add a local file (a teacher's own material) and print its resource id."""
+    from cache import CatalogError
+
+    config = _load_config(home)
+    _, cache, _ = open_home(config)
+    with cache.catalog() as catalog:
+        try:
+            rid = catalog.add_local_file(Path(file), title=title, kind=kind, stage=stage,
+                                         grade=grade, subject=subject, edition=edition,
+                                         volume=volume)
+            if chapter:
+                catalog.db.execute("UPDATE resources SET chapter = ? WHERE id = ?",
+                                   [json.dumps(list(chapter), ensure_ascii=False), rid])
+        except CatalogError as error:
+            raise click.ClickException(str(error)) from None
+    click.echo(rid)
+
+
+@cli.command()
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="Print the full report as JSON.")
+def status(home, as_json):
+    """Report health and counts; the exit code says what is wrong (0 = healthy)."""
+    from cache import Cache
+    from kiosk import health
+    from sync import Usage
+
+    config = _load_config(home)
+    instance_file = config.home / "instance.json"
+    instance_id = (json.loads(instance_file.read_text())["id"]
+                   if instance_file.is_file() else None)
+    report = health.collect(config, Cache(config.home), Usage(config.home), version=VERSION,
+                            instance_id=instance_id)
+    if as_json:
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+    else:
+        click.echo(f"shuqiao {VERSION}  home {report['home']}")
+        if "catalog" in report:
+            c = report["catalog"]
+            click.echo(f"resources {c['resources']} (+{c['parts']} parts), files "
+                       f"{c['files_cached']}/{c['files']} cached, "
+                       f"{(c['bytes_cached'] or 0) / 1e6:.1f} MB")
+            e = report["events"]
+            click.echo(f"usage events {e['total']} ({e['pending']} pending)")
+            d = report["machine"]["disk"]
+            click.echo(f"disk {d['free'] / 1e9:.1f} GB free of {d['total'] / 1e9:.1f} GB")
+        for message in report["problems"]:
+            click.echo(f"problem: {message}", err=True)
+        click.echo("healthy" if report["exit_code"] == 0 else "NOT healthy")
+    sys.exit(report["exit_code"])
+
+
+@cli.command("config")
+@home_option
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def show_config(home, as_json):
+    """Print the effective settings and where each value came from."""
+    config = _load_config(home)
+    rows = config.describe()
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False, indent=2, default=str))
+        return
+    width = max(len(r["name"]) for r in rows)
+    for row in rows:
+        click.echo(f"{row['name']:<{width}}  {row['value']!s:<24}  ({row['source']})")
+
+
+def main() -> None:
+    cli()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,145 @@
+"""``catalog.db``: the catalogue's schema, as numbered sqlite-utils migrations.
+
+Applied steps are never edited; a change is a new step. The model follows the national
+platform (see ``shared/reference/smartedu-upstream.md``) so that the fetch work only has to
+fill it:
+
+- ``resources``: one row per thing a teacher can open. A lesson package (课程包) is a
+  resource whose parts (微课视频, 课件, 教学设计, 学习任务单, 课后练习) are resources too,
+  linked by ``parent_id`` and grouped per 课时 by ``lesson``/``lesson_no``.
+- ``files``: the bytes behind a resource (a PDF, a video rendition, a cover), each with
+  its role, MIME type, size, hashes, mirror URLs and state (remote → queued → cached).
+  A cached file points at its blob in the content-addressed store by ``sha256``.
+- ``resource_tags``: the platform's classification tags (学段/年级/学科/版本/册次 ids),
+  kept so incremental catalogue sync can match by tag id.
+- ``resources_fts``: the search index (see :mod:`cache.search`).
+- ``sources``: configured upstreams and their sync bookmarks (``module_version``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+migrations = Migrations("shuqiao_catalog")
+
+RESOURCE_KINDS = (
+    "textbook", "lesson_package", "video", "courseware", "lesson_plan", "task_sheet",
+    "exercise", "document", "audio", "image",
+)
+FILE_STATES = ("remote", "queued", "cached")
+
+
+@migrations(name="0001_catalogue")
+def m0001_catalogue(db: sqlite_utils.Database) -> None:
+    execute_script(db, """
+        CREATE TABLE resources (
+            id TEXT PRIMARY KEY,
+            source TEXT NOT NULL,            -- 'local', 'sample', 'smartedu', a feed name…
+            source_id TEXT NOT NULL,         -- the id upstream (platform contentId…)
+            kind TEXT NOT NULL,
+            title TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            stage TEXT NOT NULL DEFAULT '',   -- 学段
+            grade TEXT NOT NULL DEFAULT '',   -- 年级
+            subject TEXT NOT NULL DEFAULT '', -- 学科
+            edition TEXT NOT NULL DEFAULT '', -- 版本
+            volume TEXT NOT NULL DEFAULT '',  -- 册次
+            chapter TEXT NOT NULL DEFAULT '[]',  -- JSON list: chapter path, top first
+            chapter_ids TEXT NOT NULL DEFAULT '[]',  -- JSON list of upstream chapter node ids
+            lesson TEXT NOT NULL DEFAULT '',  -- 课时 title, e.g. 第一课时
+            lesson_no INTEGER NOT NULL DEFAULT 0,
+            parent_id TEXT REFERENCES resources(id) ON DELETE CASCADE,
+            position INTEGER NOT NULL DEFAULT 0,  -- order among siblings
+            upstream_updated TEXT NOT NULL DEFAULT '',  -- upstream update_time
+            added_at TEXT NOT NULL,
+            extra TEXT NOT NULL DEFAULT '{}',  -- JSON: anything else worth keeping
+            UNIQUE (source, source_id)
+        );
+        CREATE INDEX resources_taxonomy ON resources (stage, grade, subject, edition, volume)
+            WHERE parent_id IS NULL;
+        CREATE INDEX resources_subject ON resources (subject, grade) WHERE parent_id IS NULL;
+        CREATE INDEX resources_parent ON resources (parent_id, lesson_no, position);
+
+        CREATE TABLE files (
+            id INTEGER PRIMARY KEY,
+            resource_id TEXT NOT NULL REFERENCES resources(id) ON DELETE CASCADE,
+            role TEXT NOT NULL,           -- source, pdf, video, video-720p, cover, exercise…
+            name TEXT NOT NULL DEFAULT '',
+            mime TEXT NOT NULL,
+            size INTEGER,                 -- bytes, when known
+            sha256 TEXT,                  -- known once cached (or declared by a feed)
+            md5 TEXT,                     -- as declared upstream (ti_md5)
+            state TEXT NOT NULL DEFAULT 'remote' CHECK (state IN ('remote', 'queued', 'cached')),
+            urls TEXT NOT NULL DEFAULT '[]',  -- JSON list: upstream mirror URLs
+            position INTEGER NOT NULL DEFAULT 0,
+            extra TEXT NOT NULL DEFAULT '{}'
+        );
+        CREATE INDEX files_resource ON files (resource_id, position);
+        CREATE INDEX files_sha256 ON files (sha256);
+
+        CREATE TABLE resource_tags (
+            resource_id TEXT NOT NULL REFERENCES resources(id) ON DELETE CASCADE,
+            dimension TEXT NOT NULL,      -- zxxxd, zxxnj, zxxxk, zxxbb, zxxcc, bkks…
+            tag_id TEXT NOT NULL,
+            name TEXT NOT NULL,
+            PRIMARY KEY (resource_id, dimension, tag_id)
+        );
+        CREATE INDEX resource_tags_tag ON resource_tags (tag_id);
+
+        CREATE TABLE sources (
+            name TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            module_versions TEXT NOT NULL DEFAULT '{}',  -- JSON: module -> module_version
+            last_sync TEXT
+        );
+
+        -- Search index: one row per top-level or part resource, rowid = resources.rowid.
+        -- Text is pre-segmented by cache.search so that Chinese works (see there).
+        CREATE VIRTUAL TABLE resources_fts USING fts5(
+            title, chapter, description, tokenize = 'unicode61 remove_diacritics 2'
+        );
+    """)
+
+
+def execute_script(db: sqlite_utils.Database, script: str) -> None:
+    """Run several statements inside the caller's transaction.
+
+    ``sqlite3.executescript`` would COMMIT first, breaking the all-or-nothing migration
+    step that sqlite-utils wraps around each migration.
+    """
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            db.execute(statement)
+            statement = ""
+    if statement.strip():
+        raise ValueError(f"incomplete SQL statement: {statement.strip()[:80]}")
+
+
+def connect(path: Path) -> sqlite_utils.Database:
+    """Open ``catalog.db`` for this thread: WAL, foreign keys, a busy timeout.
+
+    Connections are never shared between threads; each request and each worker opens
+    its own (sqlite3 refuses cross-thread use by default, which we keep as a guard).
+    """
+    conn = sqlite3.connect(str(path), timeout=30)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return sqlite_utils.Database(conn)
+
+
+def migrate(path: Path) -> list[str]:
+    """Create or upgrade ``catalog.db``; returns the names of the steps applied now."""
+    db = connect(path)
+    try:
+        pending = [m.name for m in migrations.pending(db)]
+        migrations.apply(db)
+        return pending
+    finally:
+        db.close()

@@ -1,0 +1,25 @@
+#!/bin/sh
+# Debian packages the tests need: Chromium (browser tests), nginx (the benchmark's and
+# feed tests' reference server), iproute2 (network namespaces for mDNS across hosts),
+# systemd (systemd-analyze for the unit checks), CJK fonts (screenshots read Chinese).
+# Installed only when missing, and only as root; otherwise those tests skip with a reason.
+set -eu
+need=""
+command -v chromium >/dev/null 2>&1 || need="$need chromium"
+command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
+command -v ip >/dev/null 2>&1 || need="$need iproute2"
+command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
+fc-list 2>/dev/null | grep -q "Noto Sans CJK" || need="$need fonts-noto-cjk"
+[ -z "$need" ] && exit 0
+if [ "$(id -u)" != 0 ]; then
+    echo "system-deps: not root; missing:$need (the tests that need them will skip)" >&2
+    exit 0
+fi
+# Installing nginx must not start it on the host: policy-rc.d refuses service starts.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+    printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d
+    trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
+echo "system-deps: installing$need" >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $need >/dev/null
