@@ -100,7 +100,8 @@ def m0001_catalogue(db: sqlite_utils.Database) -> None:
         -- Search index: one row per top-level or part resource, rowid = resources.rowid.
         -- Text is pre-segmented by cache.search so that Chinese works (see there).
         CREATE VIRTUAL TABLE resources_fts USING fts5(
-            title, chapter, description, tokenize = 'unicode61 remove_diacritics 2'
+            title, chapter, description,
+            tokenize = "unicode61 remove_diacritics 2 tokenchars '_'"
         );
     """)
 

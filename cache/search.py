@@ -28,11 +28,25 @@ def _normalise(text: str) -> str:
     return unicodedata.normalize("NFKC", text or "").lower()
 
 
+BOUNDARY = "_"
+
+
 def index_text(text: str) -> str:
-    """Text to store in the FTS index: CJK characters spaced out, words kept whole."""
+    """Text to store in the FTS index: CJK characters spaced out, words kept whole.
+
+    Where the original has punctuation or a space between two runs, a boundary token
+    ``_`` is written (the FTS table declares ``_`` a token character), so a phrase cannot
+    match across it: 教科书·法语 must not be found by 书法. Queries never contain ``_``.
+    """
     parts = []
-    for run in _TOKEN.findall(_normalise(text)):
+    normalised = _normalise(text)
+    previous_end = None
+    for match in _TOKEN.finditer(normalised):
+        if previous_end is not None and match.start() > previous_end:
+            parts.append(BOUNDARY)
+        run = match.group()
         parts.append(" ".join(run) if _CJK_RUN.match(run) else run)
+        previous_end = match.end()
     return " ".join(parts)
 
 

@@ -22,9 +22,11 @@ from sync import Usage
 from . import i18n
 
 # Pages: everything from our own origin, nothing inline, nothing from the internet.
-PAGE_CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data: blob:; "
-            "media-src 'self'; font-src 'self' data:; connect-src 'self'; "
-            "worker-src 'self' blob:; object-src 'none'; base-uri 'none'; "
+# 'wasm-unsafe-eval' lets pdf.js decode JPEG 2000 images in WebAssembly (its worker obeys
+# the CSP of its own response, which is this one); it does not allow JavaScript eval.
+PAGE_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
+            "img-src 'self' data:; media-src 'self'; font-src 'self'; connect-src 'self'; "
+            "worker-src 'self'; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'self'")
 
 

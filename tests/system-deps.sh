@@ -1,6 +1,6 @@
 #!/bin/sh
 # Debian packages the tests need: Chromium (browser tests), nginx (the benchmark's and
-# feed tests' reference server), iproute2 (network namespaces for mDNS across hosts),
+# feed tests' reference server), avahi (independent mDNS client), iproute2 (network namespaces for mDNS across hosts),
 # systemd (systemd-analyze for the unit checks), CJK fonts (screenshots read Chinese).
 # Installed only when missing, and only as root; otherwise those tests skip with a reason.
 set -eu
@@ -10,6 +10,10 @@ command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 fc-list 2>/dev/null | grep -q "Noto Sans CJK" || need="$need fonts-noto-cjk"
+# avahi: an independent mDNS client for the discovery tests (its daemon only ever runs
+# inside a test's network namespace; policy-rc.d below keeps it from starting here).
+command -v avahi-browse >/dev/null 2>&1 || need="$need avahi-utils"
+[ -x /usr/sbin/avahi-daemon ] || need="$need avahi-daemon"
 [ -z "$need" ] && exit 0
 if [ "$(id -u)" != 0 ]; then
     echo "system-deps: not root; missing:$need (the tests that need them will skip)" >&2
