@@ -76,6 +76,7 @@ class LiveServer:
                       connection_limit=config.connection_limit,
                       send_buffer_bytes=config.send_buffer_bytes, grace_seconds=2)
         params.update(options)
+        self.app = app
         self.server = KioskServer(app, **params)
         self.url = self.server.url.rstrip("/")
         self.thread = threading.Thread(target=self.server.run, daemon=True)
