@@ -13,7 +13,6 @@ import logging
 import os
 import secrets
 import sys
-import threading
 import uuid
 from pathlib import Path
 
@@ -237,10 +236,7 @@ def add(file, title, stage, grade, subject, edition, volume, chapter, kind, home
         try:
             rid = catalog.add_local_file(Path(file), title=title, kind=kind, stage=stage,
                                          grade=grade, subject=subject, edition=edition,
-                                         volume=volume)
-            if chapter:
-                catalog.db.execute("UPDATE resources SET chapter = ? WHERE id = ?",
-                                   [json.dumps(list(chapter), ensure_ascii=False), rid])
+                                         volume=volume, chapter=list(chapter))
         except CatalogError as error:
             raise click.ClickException(str(error)) from None
     click.echo(rid)

@@ -121,8 +121,8 @@ SETTINGS: tuple[Setting, ...] = (
             "Most simultaneous connections waitress accepts (a classroom of lab terminals "
             "each opens several).", minimum=200, maximum=10000),
     Setting("send_buffer_bytes", 131072, "int",
-            "SO_SNDBUF for client sockets. Waitress re-reads this many bytes of a file for "
-            "every send, so a small buffer keeps CPU per GB low with slow clients.",
+            "SO_SNDBUF for client sockets (Linux doubles it): bounds the kernel memory a "
+            "paused viewer holds and the bytes sent to one client per wakeup.",
             minimum=16384, maximum=16777216),
     Setting("mdns", True, "bool",
             "Announce the appliance on the LAN by mDNS (_shuqiao._tcp and _http._tcp)."),

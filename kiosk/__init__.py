@@ -92,6 +92,11 @@ def pager_args(args, page: int) -> str:
     return urlencode([(k, v) for k, v in args.items(multi=True) if k != "page"] + [("page", page)])
 
 
+def lang_args(args, lang: str) -> str:
+    """The current query string with ``lang`` replaced: switching language stays on the page."""
+    return urlencode([(k, v) for k, v in args.items(multi=True) if k != "lang"] + [("lang", lang)])
+
+
 def init_app(app: Flask, ctx: KioskContext) -> None:
     from . import admin, api, content, pages
 
@@ -100,6 +105,9 @@ def init_app(app: Flask, ctx: KioskContext) -> None:
     app.static_folder = str(Path(__file__).parent / "static")
     app.add_url_rule("/static/<path:filename>", endpoint="static",
                      view_func=app.send_static_file)
+    # Browsers ask for /favicon.ico on their own; old ones ignore the SVG <link>.
+    app.add_url_rule("/favicon.ico", endpoint="favicon",
+                     view_func=lambda: app.send_static_file("favicon.svg"))
     app.register_blueprint(pages.bp)
     app.register_blueprint(api.bp)
     app.register_blueprint(content.bp)
@@ -125,6 +133,7 @@ def init_app(app: Flask, ctx: KioskContext) -> None:
     app.add_template_filter(filesize)
     app.add_template_filter(duration)
     app.add_template_filter(pager_args)
+    app.add_template_filter(lang_args)
 
     @app.after_request
     def security_headers(response):

@@ -105,11 +105,13 @@ def start_cli_server(args: list[str], env: dict | None = None, timeout: float = 
                                env=full_env, cwd=str(ROOT))
     timer = threading.Timer(timeout, process.kill)
     timer.start()
+    process.preamble = []  # what it printed before it served
     try:
         for line in process.stdout:
             match = re.match(r"^Serving on (http://\S+/)$", line.strip())
             if match:
                 return process, match.group(1).rstrip("/")
+            process.preamble.append(line.rstrip("\n"))
     finally:
         timer.cancel()
     process.kill()
@@ -123,8 +125,10 @@ def stop_cli_server(process, sig=None, timeout: float = 20) -> int:
     if process.poll() is None:
         process.send_signal(sig or signal.SIGTERM)
     try:
-        process.communicate(timeout=timeout)
+        _, stderr = process.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
         process.kill()
-        process.communicate()
+        _, stderr = process.communicate()
+    if process.returncode:
+        print(f"server exited with {process.returncode}; its stderr:\n{stderr[-3000:]}")
     return process.returncode

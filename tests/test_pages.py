@@ -71,7 +71,7 @@ def test_browse_down_the_taxonomy_to_a_lesson(client, library):
     assert "请选择版本" in page and "人教版" in page
     page = text(client.get(f"/r/{library['package']}"))
     assert page.index("第一课时") < page.index("第二课时")
-    assert f'<video class="player" controls preload="metadata" playsinline' in page
+    assert '<video class="player" controls preload="metadata" playsinline' in page
     assert f'src="/content/{library["video"]}"' in page
     assert "把蛋糕平均分成4份" in page and "<details" in page and "五分之一" in page
     assert "还没有下载到本校服务器" in page  # the remote task sheet
