@@ -59,7 +59,8 @@ _UPDATE_TIMEOUT = 5.0
 _JOIN_TIMEOUT = 10.0
 # How long to wait for an owner of our host name to answer (inside the ~1.3 s
 # instance-name probing window, so it adds no time).
-_HOST_PROBE_MS = 1000
+# Long enough for a busy responder (Avahi on a loaded machine answered after >1 s).
+_HOST_PROBE_MS = 2000
 # How often an appliance that lost the fixed name to another one checks whether
 # the holder has gone (a probe costs three small queries over 1.5 s).
 _FIXED_NAME_RETRY_SECONDS = 120.0
@@ -523,7 +524,7 @@ class Announcer:
         )
 
     async def _fixed_name_is_free(self, addresses: list[str]) -> bool:
-        """Whether we may become ``shuqiao.local.`` (probes; ~1.3 s).
+        """Whether we may become ``shuqiao.local.`` (probes; ~2.3 s).
 
         The fixed name is for networks where browsing fails: a teacher types
         http://shuqiao.local/. mDNS host names are meant to be unique, but
