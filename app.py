@@ -276,6 +276,105 @@ def status(home, as_json):
     sys.exit(report["exit_code"])
 
 
+@cli.group()
+def profile():
+    """The school profile (term, classes, timetable) behind curriculum-aware prefetch."""
+
+
+def _profile_db(home):
+    from cache.plan import Profile
+
+    config = _load_config(home)
+    _, cache, _ = open_home(config)
+    catalog = cache.open_catalog()
+    return Profile(catalog.db), catalog
+
+
+def _date(value: str):
+    from datetime import date
+
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not a date like 2026-09-01") from None
+
+
+@profile.command("term")
+@click.argument("start")
+@click.argument("end")
+@click.option("--name", default="", help="e.g. 2026秋季学期.")
+@home_option
+def profile_term(start, end, name, home):
+    """Set the current term's first and last day (YYYY-MM-DD)."""
+    from cache.plan import ProfileError
+
+    school, catalog = _profile_db(home)
+    try:
+        school.set_term(_date(start), _date(end), name)
+    except ProfileError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        catalog.db.close()
+    click.echo(f"term {start} – {end} {name}".rstrip())
+
+
+@profile.command("class")
+@click.argument("name")
+@click.option("--grade", required=True, help="年级, e.g. 三年级.")
+@click.option("--subject", required=True, help="学科, e.g. 数学.")
+@click.option("--edition", default="", help="版本, e.g. 人教版.")
+@click.option("--volume", default="", help="册次, e.g. 上册.")
+@click.option("--stage", default="", help="学段, e.g. 小学.")
+@click.option("--periods", default="", help="Timetable: weekday:period pairs, e.g. 1:2,3:4.")
+@click.option("--per-week", type=int, default=0, help="Lessons a week when there is no "
+                                                       "timetable (0: spread over the term).")
+@home_option
+def profile_class(name, grade, subject, edition, volume, stage, periods, per_week, home):
+    """Add or change a class: which textbook it learns and when."""
+    from cache.plan import ProfileError, SchoolClass, parse_periods
+
+    school, catalog = _profile_db(home)
+    try:
+        school.save_class(SchoolClass(name, grade, subject, edition, volume, stage,
+                                      parse_periods(periods), per_week))
+    except ProfileError as error:
+        raise click.ClickException(str(error)) from None
+    finally:
+        catalog.db.close()
+    click.echo(f"class {name}: {grade} {subject} {edition} {volume}".rstrip())
+
+
+@profile.command("remove-class")
+@click.argument("name")
+@home_option
+def profile_remove_class(name, home):
+    """Remove a class from the profile."""
+    school, catalog = _profile_db(home)
+    try:
+        if not school.remove_class(name):
+            raise click.ClickException(f"no class named {name!r}")
+    finally:
+        catalog.db.close()
+
+
+@profile.command("show")
+@home_option
+def profile_show(home):
+    """Print the term and the classes."""
+    school, catalog = _profile_db(home)
+    try:
+        term = school.term()
+        click.echo(f"term: {term.start} – {term.end} {term.name}".rstrip() if term
+                   else "term: (not set)")
+        for c in school.classes():
+            when = (",".join(f"{d}:{p}" for d, p in c.periods) if c.periods
+                    else f"{c.lessons_per_week}/week" if c.lessons_per_week else "spread")
+            click.echo(f"class {c.name}: {c.stage} {c.grade} {c.subject} {c.edition} "
+                       f"{c.volume} ({when})")
+    finally:
+        catalog.db.close()
+
+
 @cli.command("config")
 @home_option
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")

@@ -144,3 +144,27 @@ def migrate(path: Path) -> list[str]:
         return pending
     finally:
         db.close()
+
+
+@migrations(name="0003_school_profile")
+def m0003_school_profile(db: sqlite_utils.Database) -> None:
+    """The school profile behind curriculum-aware prefetch (see cache/plan.py)."""
+    execute_script(db, """
+        CREATE TABLE school_term (
+            id INTEGER PRIMARY KEY CHECK (id = 1),  -- one current term
+            name TEXT NOT NULL DEFAULT '',
+            start TEXT NOT NULL,                    -- ISO dates
+            end TEXT NOT NULL
+        );
+        CREATE TABLE school_classes (
+            id INTEGER PRIMARY KEY,
+            name TEXT NOT NULL UNIQUE,              -- e.g. 三年级一班·数学
+            stage TEXT NOT NULL DEFAULT '',
+            grade TEXT NOT NULL,
+            subject TEXT NOT NULL,
+            edition TEXT NOT NULL DEFAULT '',
+            volume TEXT NOT NULL DEFAULT '',
+            periods TEXT NOT NULL DEFAULT '[]',     -- JSON [[weekday 1-7, period], …]
+            lessons_per_week INTEGER NOT NULL DEFAULT 0
+        );
+    """)
