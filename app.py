@@ -14,6 +14,7 @@ import os
 import secrets
 import sys
 import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 import click
@@ -281,13 +282,18 @@ def profile():
     """The school profile (term, classes, timetable) behind curriculum-aware prefetch."""
 
 
-def _profile_db(home):
-    from cache.plan import Profile
+@contextmanager
+def _school_profile(home):
+    """The school profile on a fresh connection; profile errors become clear CLI errors."""
+    from cache.plan import Profile, ProfileError
 
     config = _load_config(home)
     _, cache, _ = open_home(config)
-    catalog = cache.open_catalog()
-    return Profile(catalog.db), catalog
+    with cache.catalog() as catalog:
+        try:
+            yield Profile(catalog.db)
+        except ProfileError as error:
+            raise click.ClickException(str(error)) from None
 
 
 def _date(value: str):
@@ -306,15 +312,8 @@ def _date(value: str):
 @home_option
 def profile_term(start, end, name, home):
     """Set the current term's first and last day (YYYY-MM-DD)."""
-    from cache.plan import ProfileError
-
-    school, catalog = _profile_db(home)
-    try:
+    with _school_profile(home) as school:
         school.set_term(_date(start), _date(end), name)
-    except ProfileError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        catalog.db.close()
     click.echo(f"term {start} – {end} {name}".rstrip())
 
 
@@ -331,16 +330,11 @@ def profile_term(start, end, name, home):
 @home_option
 def profile_class(name, grade, subject, edition, volume, stage, periods, per_week, home):
     """Add or change a class: which textbook it learns and when."""
-    from cache.plan import ProfileError, SchoolClass, parse_periods
+    from cache.plan import SchoolClass, parse_periods
 
-    school, catalog = _profile_db(home)
-    try:
+    with _school_profile(home) as school:
         school.save_class(SchoolClass(name, grade, subject, edition, volume, stage,
                                       parse_periods(periods), per_week))
-    except ProfileError as error:
-        raise click.ClickException(str(error)) from None
-    finally:
-        catalog.db.close()
     click.echo(f"class {name}: {grade} {subject} {edition} {volume}".rstrip())
 
 
@@ -349,20 +343,16 @@ def profile_class(name, grade, subject, edition, volume, stage, periods, per_wee
 @home_option
 def profile_remove_class(name, home):
     """Remove a class from the profile."""
-    school, catalog = _profile_db(home)
-    try:
+    with _school_profile(home) as school:
         if not school.remove_class(name):
             raise click.ClickException(f"no class named {name!r}")
-    finally:
-        catalog.db.close()
 
 
 @profile.command("show")
 @home_option
 def profile_show(home):
     """Print the term and the classes."""
-    school, catalog = _profile_db(home)
-    try:
+    with _school_profile(home) as school:
         term = school.term()
         click.echo(f"term: {term.start} – {term.end} {term.name}".rstrip() if term
                    else "term: (not set)")
@@ -371,8 +361,6 @@ def profile_show(home):
                     else f"{c.lessons_per_week}/week" if c.lessons_per_week else "spread")
             click.echo(f"class {c.name}: {c.stage} {c.grade} {c.subject} {c.edition} "
                        f"{c.volume} ({when})")
-    finally:
-        catalog.db.close()
 
 
 @cli.command("config")

@@ -31,11 +31,11 @@ class Cache:
         return db.migrate(self.db_path)
 
     def applied_migrations(self) -> list[str]:
-        database = db.connect(self.db_path)
+        conn = db.connect(self.db_path)
         try:
-            return [m.name for m in db.migrations.applied(database)]
+            return [m.name for m in db.migrations.applied(conn)]
         finally:
-            database.close()
+            conn.close()
 
     def open_catalog(self) -> Catalog:
         """A catalogue on a new connection; the caller closes ``catalog.db.close()``."""

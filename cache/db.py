@@ -18,11 +18,13 @@ fill it:
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
+
+import database
+from database import execute_script
 
 migrations = Migrations("shuqiao_catalog")
 
@@ -106,44 +108,14 @@ def m0001_catalogue(db: sqlite_utils.Database) -> None:
     """)
 
 
-def execute_script(db: sqlite_utils.Database, script: str) -> None:
-    """Run several statements inside the caller's transaction.
-
-    ``sqlite3.executescript`` would COMMIT first, breaking the all-or-nothing migration
-    step that sqlite-utils wraps around each migration.
-    """
-    statement = ""
-    for line in script.splitlines(keepends=True):
-        statement += line
-        if sqlite3.complete_statement(statement):
-            db.execute(statement)
-            statement = ""
-    if statement.strip():
-        raise ValueError(f"incomplete SQL statement: {statement.strip()[:80]}")
-
-
 def connect(path: Path) -> sqlite_utils.Database:
-    """Open ``catalog.db`` for this thread: WAL, foreign keys, a busy timeout.
-
-    Connections are never shared between threads; each request and each worker opens
-    its own (sqlite3 refuses cross-thread use by default, which we keep as a guard).
-    """
-    conn = sqlite3.connect(str(path), timeout=30)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute("PRAGMA foreign_keys = ON")
-    return sqlite_utils.Database(conn)
+    """Open ``catalog.db`` for this thread (never share a connection between threads)."""
+    return database.connect(path, synchronous="NORMAL")
 
 
 def migrate(path: Path) -> list[str]:
     """Create or upgrade ``catalog.db``; returns the names of the steps applied now."""
-    db = connect(path)
-    try:
-        pending = [m.name for m in migrations.pending(db)]
-        migrations.apply(db)
-        return pending
-    finally:
-        db.close()
+    return database.migrate(connect(path), migrations)
 
 
 @migrations(name="0003_school_profile")

@@ -7,11 +7,12 @@ acknowledged must survive a power cut. So every connection runs with
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
+
+import database
 
 migrations = Migrations("shuqiao_usage")
 
@@ -36,17 +37,9 @@ def m0001_events(db: sqlite_utils.Database) -> None:
 
 
 def connect(path: Path) -> sqlite_utils.Database:
-    conn = sqlite3.connect(str(path), timeout=30)
-    conn.execute("PRAGMA journal_mode = WAL")
-    conn.execute("PRAGMA synchronous = FULL")
-    return sqlite_utils.Database(conn)
+    """Open ``usage.db`` for this thread, with synchronous=FULL (see above)."""
+    return database.connect(path, synchronous="FULL")
 
 
 def migrate(path: Path) -> list[str]:
-    db = connect(path)
-    try:
-        pending = [m.name for m in migrations.pending(db)]
-        migrations.apply(db)
-        return pending
-    finally:
-        db.close()
+    return database.migrate(connect(path), migrations)
