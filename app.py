@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import secrets
+import signal
 import sys
+import threading
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -153,6 +155,8 @@ def run_server(config: settings.Config) -> None:
                                    f"{error.strerror}") from None
     server.install_signal_handlers()
     announcer = None
+    background = _start_fetching(config, ctx)
+    uploader = _start_uploader(config, ctx)
 
     def on_ready() -> None:
         nonlocal announcer
@@ -185,7 +189,84 @@ def run_server(config: settings.Config) -> None:
     finally:
         if announcer is not None:
             announcer.stop()
+        if uploader is not None:
+            uploader.stop()
+        for part in reversed(background):
+            part.stop()
+        _flush_blob_use(ctx)
         log.info("stopped")
+
+
+def fetch_sources(config, instance_id: str | None = None):
+    """How a file is fetched: ``sources_for(file) -> [Source…]``, the platform (or a plain
+    mirror) for each file's source, and, when peer discovery runs, LAN peers first.
+
+    Returns (sources_for, smartedu source, LanPeers or None).
+    """
+    from cache.fetcher import sources_by_name
+    from cache.sources import smartedu
+    from cache.sources.plain import PlainHTTPSource
+
+    platform = smartedu.from_config(config)
+    sources_for = sources_by_name({"smartedu": platform}, fallback=PlainHTTPSource())
+    peers = None
+    if instance_id is not None and config.peer_discovery and config.mdns:
+        from cache.sources.peer import LanPeers
+
+        peers = LanPeers.from_config(config, instance_id)
+        sources_for = peers.sources_for(sources_for)
+    return sources_for, platform, peers
+
+
+def _start_fetching(config, ctx) -> list:
+    """The fetch workers, the platform token's refresh loop and LAN peer discovery."""
+    from cache.fetcher import FetchService, FetchServiceBusy
+    from cache.sources.smartedu_auth import RefreshLoop
+
+    started = []
+    sources_for, platform, peers = fetch_sources(config, ctx.instance_id)
+    if peers is not None:
+        try:
+            started.append(peers.start())
+        except Exception:  # content still comes from the WAN without peers
+            log.exception("LAN peer discovery failed to start")
+            sources_for, platform, _ = fetch_sources(config)
+    refresh = RefreshLoop(platform.tokens)
+    refresh.start()
+    started.append(refresh)
+    service = FetchService.from_config(config, ctx.cache, sources_for)
+    try:
+        service.start()
+    except FetchServiceBusy as error:
+        log.warning("not fetching: %s", error)
+        return started
+    started.append(service)
+    ctx.state["fetch_service"] = service
+    ctx.state["budget"] = service.budget
+    return started
+
+
+def _flush_blob_use(ctx) -> None:
+    """Write the last blob-use times (LRU eviction reads them) before exiting."""
+    from cache import disk
+
+    with ctx.cache.catalog() as catalog:
+        disk.flush_touches(catalog.db)
+
+
+def _start_uploader(config, ctx):
+    """Usage records go upstream in the background whenever an LRS is configured."""
+    if not config.lrs_url:
+        return None
+    from sync.upload import SyncError, Uploader
+
+    try:
+        uploader = Uploader(config, ctx.usage, budget=ctx.state.get("budget")).start()
+    except SyncError as error:
+        log.error("usage upload not started: %s", error)
+        return None
+    ctx.state["uploader"] = uploader
+    return uploader
 
 
 @cli.command()
@@ -275,6 +356,209 @@ def status(home, as_json):
             click.echo(f"problem: {message}", err=True)
         click.echo("healthy" if report["exit_code"] == 0 else "NOT healthy")
     sys.exit(report["exit_code"])
+
+
+@cli.group()
+def catalog():
+    """The catalogue of resources the configured sources offer."""
+
+
+@catalog.command("update")
+@click.option("--source", "source_name", type=click.Choice(["smartedu"]), default="smartedu",
+              show_default=True, help="Which source to sync.")
+@home_option
+def catalog_update(source_name, home):
+    """Sync catalogue metadata (not the files) from the configured sources, incrementally."""
+    from cache.sources import smartedu_catalog
+
+    config = _load_config(home)
+    open_home(config)
+    sys.exit(smartedu_catalog.run_update(config, echo=click.echo))
+
+
+@cli.command()
+@click.argument("ids", nargs=-1, required=True)
+@click.option("--wait", is_flag=True, help="Fetch now with a progress bar; exit 0 only when "
+                                           "every file is cached and verified.")
+@home_option
+def fetch(ids, wait, home):
+    """Queue every file of these resources at teacher priority (exit codes: README)."""
+    from cache.fetcher import fetch_resources
+
+    config = _load_config(home)
+    open_home(config)
+    sources_for, _, _ = fetch_sources(config)
+    sys.exit(fetch_resources(config, list(ids), wait=wait, echo=click.echo,
+                             sources_for=sources_for))
+
+
+@cli.command()
+@click.option("--weeks", type=click.IntRange(1, 26), default=3, show_default=True,
+              help="How far ahead to plan.")
+@click.option("--queue/--no-queue", default=True, show_default=True,
+              help="Put the plan's missing files on the fetch queue (plan priority).")
+@home_option
+def plan(weeks, queue, home):
+    """Print the prefetch plan: which lessons are due, how big, and when they will be ready."""
+    from datetime import date, datetime
+
+    from cache.budget import Budget
+    from cache.plan import ProfileError, enqueue_plan, estimate_ready, make_plan
+    from cache.queue import FetchQueue, Priority
+    from kiosk import filesize
+
+    config = _load_config(home)
+    _, cache, _ = open_home(config)
+    with cache.catalog() as catalog:
+        try:
+            items = make_plan(catalog.db, today=date.today(), horizon_days=weeks * 7)
+        except ProfileError as error:
+            raise click.ClickException(str(error)) from None
+        fetch_queue = FetchQueue(catalog.db)
+        ahead = sum(e["bytes_total"] or 0 for e in fetch_queue.status()["entries"])
+        estimate_ready(items, datetime.now(), ahead, Budget.from_config(config).rate_at)
+        if queue:
+            enqueue_plan(items, lambda ids: fetch_queue.enqueue(ids, Priority.PLAN, "plan"))
+    if not items:
+        click.echo(f"未来 {weeks} 周没有排课 / nothing due in the next {weeks} weeks")
+        return
+    click.echo(f"{'日期 date':<12} {'班级 class':<14} {'课 lesson':<28} {'待下载 to fetch':>16}  "
+               f"就绪 ready")
+    for item in items:
+        ready = ("已就绪 ready" if not item.bytes_missing else
+                 item.ready_at.strftime("%m-%d %H:%M") if item.ready_at else "—")
+        late = " ⚠ late" if item.ready_at and item.ready_at.date() > item.needed_by else ""
+        click.echo(f"{item.needed_by.isoformat():<12} {item.school_class:<14} "
+                   f"{(item.title + ' ' + item.lesson)[:28]:<28} "
+                   f"{filesize(item.bytes_missing):>16}  {ready}{late}")
+    total = sum(item.bytes_missing for item in items)
+    click.echo(f"共 {len(items)} 课时，待下载 {filesize(total)} / {len(items)} lessons, "
+               f"{filesize(total)} to fetch")
+
+
+@cli.command("sync-usage")
+@click.option("--once", is_flag=True, help="One pass; exit 0 only when nothing is left pending.")
+@home_option
+def sync_usage(once, home):
+    """Upload pending usage records to the Learning Record Store (lrs_url)."""
+    from sync.upload import SyncError, Uploader, sync_once
+    from sync.xapi import IdentityError
+
+    config = _load_config(home)
+    _, _, usage = open_home(config)
+    try:
+        if once:
+            left = sync_once(config, usage, click.echo)
+            sys.exit(0 if left == 0 else 1)
+        uploader = Uploader(config, usage).start()
+    except (SyncError, IdentityError) as error:
+        raise click.ClickException(str(error)) from None
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    try:
+        stop.wait()
+    finally:
+        uploader.stop()
+
+
+@cli.command("export-usage")
+@click.argument("directory", type=click.Path(file_okay=False))
+@home_option
+def export_usage(directory, home):
+    """Write undelivered usage records to DIRECTORY (a USB drive) for a connected appliance."""
+    from sync.usb import UsbError, export_usage as export
+    from sync.xapi import IdentityError
+
+    config = _load_config(home)
+    _, _, usage = open_home(config)
+    try:
+        export(config, usage, directory, click.echo)
+    except (UsbError, IdentityError) as error:
+        raise click.ClickException(str(error)) from None
+
+
+@cli.command("import-usage")
+@click.argument("directory", type=click.Path(file_okay=False, exists=True))
+@home_option
+def import_usage(directory, home):
+    """Forward usage records brought on a USB drive to this appliance's LRS (idempotent)."""
+    from sync.usb import UsbError, import_usage as forward
+    from sync.xapi import IdentityError
+
+    config = _load_config(home)
+    _, _, usage = open_home(config)
+    try:
+        result = forward(config, usage, directory, click.echo)
+    except (UsbError, IdentityError) as error:
+        raise click.ClickException(str(error)) from None
+    sys.exit(0 if getattr(result, "pending_left", 0) == 0 else 1)
+
+
+@contextmanager
+def _progress_bar(label: str):
+    """A click progress bar fed by ``progress(done_bytes, total_bytes)`` callbacks."""
+    with click.progressbar(length=1, label=label, show_pos=False, show_percent=True,
+                           file=sys.stderr) as bar:
+        def update(done: int, total: int | None) -> None:
+            bar.length = max(total or 1, 1)
+            bar.update(max(0, done - bar.pos))
+        yield update
+
+
+@cli.command("export")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--select", multiple=True, help="all, a resource id, or filters such as "
+              "grade=三年级,subject=数学 (repeatable; default: everything cached).")
+@home_option
+def export_pack(directory, select, home):
+    """Write a signed pack feed of cached content to DIRECTORY (a USB drive, a web root)."""
+    from cache import pack
+    from cache.feed import FeedError
+
+    config = _load_config(home)
+    instance_id, _, _ = open_home(config)
+    try:
+        with _progress_bar("导出 / exporting") as progress:
+            result = pack.run_export(config, instance_id, directory,
+                                     pack.parse_select(select), progress=progress)
+    except (FeedError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(pack.describe_export(result))
+
+
+@cli.command("import")
+@click.argument("location")
+@home_option
+def import_pack(location, home):
+    """Import a signed pack feed from a directory (USB drive) or an http(s) URL.
+
+    Every byte is checked against the signed manifest while it streams; a tampered feed is
+    refused and nothing from it is stored.
+    """
+    from cache import pack
+    from cache.feed import FeedError
+
+    config = _load_config(home)
+    open_home(config)
+    try:
+        with _progress_bar("导入 / importing") as progress:
+            result = pack.run_import(config, location, progress=progress)
+    except FeedError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(pack.describe_import(result))
+
+
+@cli.command("feed-key")
+@home_option
+def feed_key(home):
+    """Print this appliance's public feed-signing key, for other schools to trust."""
+    from cache import pack
+
+    config = _load_config(home)
+    instance_id, _, _ = open_home(config)
+    for line in pack.feed_key_lines(config, instance_id):
+        click.echo(line)
 
 
 @cli.group()

@@ -8,7 +8,9 @@ connection discipline they have in common.
 from __future__ import annotations
 
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -51,3 +53,27 @@ def execute_script(db: sqlite_utils.Database, script: str) -> None:
             statement = ""
     if statement.strip():
         raise ValueError(f"incomplete SQL statement: {statement.strip()[:80]}")
+
+
+@contextmanager
+def write_transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+    """All-or-nothing writes from several threads or processes: ``BEGIN IMMEDIATE``.
+
+    Two things this avoids: sqlite-utils commits each ``db.execute`` write on its own
+    unless a transaction is open (so ``with db.conn:`` is not atomic), and a deferred
+    transaction that reads and then writes cannot wait for the write lock (it fails at
+    once with "database is locked"); IMMEDIATE takes the lock first, within the busy timeout.
+    Nested use joins the open transaction.
+    """
+    if db.conn.in_transaction:
+        yield db
+        return
+    db.conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.conn.in_transaction:
+            db.conn.execute("ROLLBACK")
+        raise
+    else:
+        db.conn.execute("COMMIT")

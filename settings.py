@@ -71,7 +71,17 @@ def _parse_map(value: Any) -> dict[str, str]:
     return dict(value)
 
 
+def _parse_budget_windows(value: Any) -> str:
+    """Checked by the budget's own parser (cache/budget.py owns the syntax); kept as text."""
+    from cache.budget import parse_windows
+
+    text = _parse_str(value)
+    parse_windows(text)
+    return text
+
+
 _PARSERS: dict[str, Callable[[Any], Any]] = {
+    "budget_windows": _parse_budget_windows,
     "bool": _parse_bool,
     "int": _parse_int,
     "str": _parse_str,
@@ -148,6 +158,112 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("log_level", "info", "str", "How much the server logs to stderr (the journal "
             "under systemd).",
             choices=("debug", "info", "warning", "error")),
+    Setting("feed_name", "", "str",
+            "Name of the pack feed this appliance publishes at /feed/ and writes with "
+            "`shuqiao export` (empty: the display name plus a short instance id)."),
+    Setting("feed_trusted_keys", {}, "map",
+            "Ed25519 public keys whose signed pack feeds (USB packs, county mirrors, LAN "
+            "peers) may be imported: a map name -> key (base64 as `shuqiao feed-key` prints "
+            "it, or 64 hex). In shuqiao.toml a [feed_trusted_keys] table; env as JSON. This "
+            "appliance's own key is always trusted."),
+    Setting("peer_discovery", True, "bool",
+            "Look for other Shuqiao appliances on the LAN by mDNS and fetch from a trusted "
+            "one (its key in feed_trusted_keys) before the internet."),
+    Setting("smartedu_hosts", {}, "map",
+            "Maps a national-platform host name to another base URL, e.g. "
+            '{"r1-ndr-private.ykt.cbern.com.cn": "http://mirror.county.lan/r1"}: how a '
+            "county mirror, a proxy or the test stand-in is used. Applies to every URL the "
+            "platform's JSON names (catalogue, files, HLS keys, token refresh); the MAC "
+            "signature covers the URL actually requested. Env as JSON."),
+    Setting("smartedu_token_file", "", "str",
+            "File holding the platform login token JSON an administrator pasted (the "
+            "browser's localStorage ND_UC_AUTH-…&token value); refreshed tokens are written "
+            "back to it. Empty: smartedu_token.json in the home; relative: under the home."),
+    Setting("smartedu_auth", "auto", "str",
+            "How requests to the platform's private file hosts are authenticated: mac "
+            "(X-ND-AUTH MAC signature plus Bearer), bearer (Authorization: Bearer only), "
+            "placeholder (MAC with nonce/mac \"0\", as old tools did; strict objects refuse "
+            "it), none; auto = mac when the token has a mac_key, none without a token.",
+            choices=("auto", "mac", "bearer", "placeholder", "none")),
+    Setting("smartedu_video_rendition", "720p", "str",
+            "Which HLS rendition of a lesson video to fetch; when a video lacks it, the "
+            "nearest one available.", choices=("1080p", "720p", "480p", "360p")),
+    Setting("smartedu_modules", "all", "str",
+            "Which platform catalogues `shuqiao catalog update` syncs: tch_material "
+            "(e-textbooks), national_lesson (课程教学 lesson packages) or all.",
+            choices=("all", "tch_material", "national_lesson")),
+    Setting("smartedu_course_scope", "", "str",
+            "Which course books' lessons to catalogue: rules separated by ';', each a set "
+            "of tag names a course book must all carry, e.g. \"小学 数学; 初中 语文 统编版\". "
+            "Empty: all 2,400 (a full lesson catalogue is large on a thin link)."),
+    Setting("fetch_workers", 3, "int",
+            "Transfers run at once (worker threads of the fetch queue). The national "
+            "platform source limits itself to 3 at once whatever this says.",
+            minimum=1, maximum=16),
+    Setting("budget_windows", "", "budget_windows",
+            "Bandwidth budget by time of day, e.g. \"18:00-07:00=unlimited, "
+            "07:00-18:00=256KB, mon-fri 08:00-08:45=pause\": windows [days ]HH:MM-HH:MM=RATE "
+            "separated by commas; RATE is unlimited, pause, or a number with B, KB, MB "
+            "(per second, ×1024) or kbit, Mbit. Where windows overlap the most restrictive "
+            "applies; outside all windows there is no cap. One budget is shared by all "
+            "transfers. Empty: no cap."),
+    Setting("monthly_quota_mb", 0, "int",
+            "Most MB fetched from upstream per calendar month (metered 4G plans); when "
+            "used up, fetching pauses until the next month or until the admin grants more. "
+            "0: no quota.", minimum=0),
+    Setting("storage_quota_mb", 0, "int",
+            "Most MB of fetched content to keep; beyond it the least recently used content "
+            "that is not pinned is evicted (it can be fetched again). 0: no quota (only "
+            "disk_reserve_mb limits).", minimum=0),
+    Setting("lrs_url", "", "str",
+            "xAPI endpoint of the Learning Record Store that collects usage, e.g. "
+            "https://lrs.example.edu.cn/xAPI/ (statements go to <url>statements). Empty: "
+            "usage stays in the outbox; `shuqiao export-usage` carries it on a USB drive."),
+    Setting("lrs_user", "", "str", "User name for the LRS (HTTP Basic auth)."),
+    Setting("lrs_password", "", "str", "Password for the LRS (HTTP Basic auth); masked by "
+            "`shuqiao config`.", secret=True),
+    Setting("lrs_ca_file", "", "str",
+            "CA certificate file (PEM) to trust for an LRS with a private certificate. "
+            "Empty: the system's CAs."),
+    Setting("lrs_batch_max", 200, "int", "Most statements sent to the LRS in one request.",
+            minimum=1, maximum=5000),
+    Setting("lrs_batch_max_kb", 512, "int",
+            "Most KB of statements in one request to the LRS (a lone larger statement "
+            "still goes alone).", minimum=1, maximum=65536),
+    Setting("lrs_timeout_seconds", 30, "int",
+            "How long to wait for the LRS to answer one request before backing off.",
+            minimum=1, maximum=600),
+    Setting("lrs_interval_seconds", 60, "int",
+            "How often the serving process looks for new usage to upload.",
+            minimum=1, maximum=86400),
+    Setting("lrs_retry_max_seconds", 1800, "int",
+            "Longest wait between upload attempts while the LRS is down or failing "
+            "(exponential back-off with jitter up to this).", minimum=1, maximum=86400),
+    Setting("lrs_sync_window", "", "str",
+            "When uploads may run, local time, e.g. \"18:00-07:00, 12:00-13:00\" (a window "
+            "that ends before it starts runs past midnight). Empty: any time. Uploads also "
+            "pause whenever the fetch bandwidth budget is paused."),
+    Setting("lrs_mode", "events", "str",
+            "events: one xAPI statement per usage event. daily: one statement per "
+            "resource, class and day, sent after the day ends (for very thin links; no "
+            "terminal ids go upstream).", choices=("events", "daily")),
+    Setting("xapi_base_iri", "https://shuqiao.invalid", "str",
+            "Base of the IRIs in xAPI statements (appliance, resources, extensions). The "
+            "county may set an address it owns; keep it the same on all its appliances."),
+    Setting("school_code", "", "str",
+            "The school's 10-digit national school identification code (学校标识码), sent "
+            "in each statement's context with display_name so the county can tell schools "
+            "apart. Empty: not sent."),
+    Setting("usage_retention_days", 365, "int",
+            "Delivered usage events older than this many days are deleted from usage.db "
+            "(undelivered ones are kept).", minimum=1, maximum=36500),
+    Setting("usage_retention_mb", 256, "int",
+            "Largest size of usage.db's data: beyond it the oldest delivered events are "
+            "deleted (undelivered ones are kept).", minimum=1),
+    Setting("usage_disk_floor_mb", 64, "int",
+            "When the disk has less free space than this, usage.db drops its oldest events, "
+            "even undelivered ones, so recording can go on; drops are counted and shown on "
+            "the admin page.", minimum=0),
 )
 
 SETTINGS_BY_NAME = {s.name: s for s in SETTINGS}

@@ -105,9 +105,7 @@ class Catalog:
             self.db.execute(
                 f"INSERT INTO resources ({columns}) VALUES ({placeholders}) "
                 f"ON CONFLICT(id) DO UPDATE SET {updates}", list(row.values()))
-            self.db.execute("DELETE FROM files WHERE resource_id = ?", [rid])
-            for position, spec in enumerate(files):
-                self._insert_file(rid, position, spec)
+            self._replace_files(rid, list(files))
             self.db.execute("DELETE FROM resource_tags WHERE resource_id = ?", [rid])
             for dimension, tag_id, name in tags:
                 self.db.execute(
@@ -115,6 +113,48 @@ class Catalog:
                     [rid, dimension, tag_id, name])
             self._reindex(rid, top_level=parent_id is None)
         return rid
+
+    def _replace_files(self, rid: str, specs: list[FileSpec]) -> None:
+        """Make the resource's files ``specs``, updating rows in place.
+
+        A re-synced file keeps its row id (queue rows point at it) and, when its content is
+        the same (same MD5, or same size when there is no MD5), its sha256 and state: a
+        catalogue sync must not forget what is cached or queued. A file whose content
+        changed upstream goes back to what the spec says (remote).
+        """
+        old: dict[tuple, list] = {}
+        for row in self.db.execute(
+                "SELECT id, role, name, size, md5, sha256, state FROM files "
+                "WHERE resource_id = ? ORDER BY position", [rid]).fetchall():
+            old.setdefault((row[1], row[2]), []).append(row)
+        for position, spec in enumerate(specs):
+            rows = old.get((spec.role, spec.name))
+            if not rows:
+                self._insert_file(rid, position, spec)
+                continue
+            file_id, _role, _name, size, md5, sha256, state = rows.pop(0)
+            if spec.sha256 is None and spec.state == "remote":
+                same = md5 == spec.md5 if (md5 or spec.md5) else size == spec.size
+                if same:
+                    spec = FileSpec(**{**spec.__dict__, "sha256": sha256, "state": state})
+                else:
+                    # New content upstream: pieces of the old version (HLS segments) must
+                    # not be reused under the same URLs.
+                    self.db.execute("DELETE FROM file_parts WHERE file_id = ?", [file_id])
+                    if state == "queued":
+                        # Still wanted: the queue row fetches the new content.
+                        spec = FileSpec(**{**spec.__dict__, "state": "queued"})
+            if spec.state not in FILE_STATES:
+                raise CatalogError(f"unknown file state {spec.state!r}")
+            self.db.execute(
+                "UPDATE files SET mime = ?, size = ?, sha256 = ?, md5 = ?, state = ?, urls = ?,"
+                " position = ?, extra = ? WHERE id = ?",
+                [spec.mime, spec.size, spec.sha256, spec.md5, spec.state,
+                 json.dumps(list(spec.urls)), position,
+                 json.dumps(spec.extra or {}, ensure_ascii=False), file_id])
+        for rows in old.values():
+            for row in rows:
+                self.db.execute("DELETE FROM files WHERE id = ?", [row[0]])
 
     def _insert_file(self, rid: str, position: int, spec: FileSpec) -> None:
         if spec.state not in FILE_STATES:
@@ -280,10 +320,20 @@ class Catalog:
         return sorted(values, key=lambda item: taxonomy.sort_key(level, item["value"]))
 
     def blob_info(self, digest: str) -> dict | None:
-        """MIME type and name of a cached blob, from the first file that references it."""
-        return self._row(
+        """MIME type and name of a cached blob, from the first file that references it.
+
+        A segment of a cached HLS video is no file of its own: it is a piece of the video
+        file (``file_parts``), served as MPEG-TS so the local playlist plays.
+        """
+        info = self._row(
             "SELECT mime, name FROM files WHERE sha256 = ? AND state = 'cached' LIMIT 1",
             [digest])
+        if info is None:
+            info = self._row(
+                "SELECT 'video/mp2t' AS mime, '' AS name FROM file_parts p "
+                "JOIN files f ON f.id = p.file_id WHERE p.sha256 = ? AND f.state = 'cached' "
+                "AND f.mime = 'application/vnd.apple.mpegurl' LIMIT 1", [digest])
+        return info
 
     def missing_resources(self, ids: set[str]) -> set[str]:
         """Which of ``ids`` are not in the catalogue (one indexed query)."""

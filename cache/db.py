@@ -118,6 +118,109 @@ def migrate(path: Path) -> list[str]:
     return database.migrate(connect(path), migrations)
 
 
+@migrations(name="0002_fetch_queue")
+def m0002_fetch_queue(db: sqlite_utils.Database) -> None:
+    """The fetch engine's durable state (see cache/queue.py, cache/transfer.py,
+    cache/budget.py and cache/disk.py for what each table is for)."""
+    execute_script(db, """
+        -- One row per file wanted and not yet cached: that one row is what coalesces any
+        -- number of requests for the same file into one upstream fetch.
+        CREATE TABLE fetch_queue (
+            file_id INTEGER PRIMARY KEY REFERENCES files(id) ON DELETE CASCADE,
+            priority INTEGER NOT NULL,          -- 300 teacher, 200 plan, 100 background
+            seq INTEGER NOT NULL,               -- arrival order: FIFO within a priority
+            state TEXT NOT NULL DEFAULT 'waiting'
+                CHECK (state IN ('waiting', 'active', 'held', 'failed')),
+            attempts INTEGER NOT NULL DEFAULT 0,
+            next_try REAL NOT NULL DEFAULT 0,   -- epoch seconds (back-off)
+            last_error TEXT NOT NULL DEFAULT '',
+            error_kind TEXT NOT NULL DEFAULT '',
+            held_on TEXT NOT NULL DEFAULT '',   -- the alert key a 'held' entry waits for
+            bytes_done INTEGER NOT NULL DEFAULT 0,
+            bytes_total INTEGER,
+            requested_by TEXT NOT NULL DEFAULT '',
+            requests INTEGER NOT NULL DEFAULT 1,
+            enqueued_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+        CREATE INDEX fetch_queue_order ON fetch_queue (state, priority DESC, seq);
+
+        -- Resumable partial downloads under blobs/tmp/resume/<name>: the offset known to be
+        -- on disk (fsynced), the validator for If-Range, and the digest once verified (set
+        -- before the rename into the store, so a crash after it never refetches).
+        CREATE TABLE fetch_partials (
+            name TEXT PRIMARY KEY,
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            url TEXT NOT NULL DEFAULT '',       -- '' for the file itself, else a part's URL
+            mirror TEXT NOT NULL DEFAULT '',    -- the URL the validator came from
+            offset INTEGER NOT NULL DEFAULT 0,
+            etag TEXT NOT NULL DEFAULT '',
+            last_modified TEXT NOT NULL DEFAULT '',
+            total INTEGER,
+            verified_sha256 TEXT,
+            boot_id TEXT NOT NULL DEFAULT '',   -- the kernel boot the bytes were written in
+            updated_at REAL NOT NULL DEFAULT 0
+        );
+        CREATE INDEX fetch_partials_file ON fetch_partials (file_id);
+
+        -- Blobs that make up a file fetched in pieces (an HLS rendition: key, segments, the
+        -- rewritten playlist). A piece done is never fetched again; eviction removes them
+        -- with their file.
+        CREATE TABLE file_parts (
+            file_id INTEGER NOT NULL REFERENCES files(id) ON DELETE CASCADE,
+            url TEXT NOT NULL,                  -- upstream URL, or 'local:<sha256>'
+            seq INTEGER NOT NULL,
+            size INTEGER NOT NULL,
+            sha256 TEXT NOT NULL,
+            PRIMARY KEY (file_id, url)
+        );
+        CREATE INDEX file_parts_sha256 ON file_parts (sha256);
+
+        -- Resources the admin (or the prefetch plan) pinned: never evicted.
+        CREATE TABLE pins (
+            resource_id TEXT PRIMARY KEY REFERENCES resources(id) ON DELETE CASCADE,
+            pinned_by TEXT NOT NULL DEFAULT '',
+            pinned_at TEXT NOT NULL
+        );
+
+        -- Last use of each blob (served or stored), for least-recently-used eviction.
+        CREATE TABLE blob_use (
+            sha256 TEXT PRIMARY KEY,
+            size INTEGER NOT NULL DEFAULT 0,
+            last_used REAL NOT NULL
+        );
+        CREATE INDEX blob_use_lru ON blob_use (last_used);
+
+        -- Bytes fetched per calendar month (metered plans) and extra bytes the admin granted.
+        CREATE TABLE budget_months (
+            month TEXT PRIMARY KEY,             -- YYYY-MM, local time
+            bytes_used INTEGER NOT NULL DEFAULT 0,
+            extra_bytes INTEGER NOT NULL DEFAULT 0
+        );
+
+        -- Conditions a person must see on the admin page: 'auth:<source>' (log in again),
+        -- 'disk' (free space below the reserve), 'storage' (quota full of pinned content).
+        CREATE TABLE fetch_alerts (
+            key TEXT PRIMARY KEY,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            message TEXT NOT NULL,
+            raised_at TEXT NOT NULL,
+            updated_at TEXT NOT NULL
+        );
+
+        -- Small facts the engine keeps between runs (the measured link rate for ETAs).
+        CREATE TABLE fetch_meta (
+            key TEXT PRIMARY KEY,
+            value TEXT NOT NULL
+        );
+
+        INSERT OR IGNORE INTO blob_use (sha256, size, last_used)
+            SELECT sha256, max(coalesce(size, 0)), CAST(strftime('%s', 'now') AS REAL)
+            FROM files WHERE state = 'cached' AND sha256 IS NOT NULL GROUP BY sha256;
+    """)
+
+
 @migrations(name="0003_school_profile")
 def m0003_school_profile(db: sqlite_utils.Database) -> None:
     """The school profile behind curriculum-aware prefetch (see cache/plan.py)."""

@@ -61,7 +61,7 @@ def language() -> str:
 
 
 def wants_json() -> bool:
-    return request.path.startswith(("/api/", "/content/", "/healthz"))
+    return request.path.startswith(("/api/", "/content/", "/healthz", "/feed/"))
 
 
 def json_error(status: int, message: str, code: str, **extra):
@@ -87,6 +87,17 @@ def duration(seconds: int) -> str:
     return (f"{days}d " if days else "") + f"{hours}h {minutes:02d}m"
 
 
+def duration_short(seconds: float) -> str:
+    """An ETA as a person says it: 3 分钟 / 2 小时 / 1 天 (English: 3 min, 2 h, 1 d)."""
+    lang = language()
+    seconds = max(0, int(seconds))
+    for size, zh, en in ((86400, "天", "d"), (3600, "小时", "h"), (60, "分钟", "min")):
+        if seconds >= size:
+            n = round(seconds / size)
+            return f"{n} {zh}" if lang != "en" else f"{n} {en}"
+    return "1 分钟" if lang != "en" else "1 min"
+
+
 def pager_args(args, page: int) -> str:
     """The current query string with ``page`` replaced (for pager links)."""
     return urlencode([(k, v) for k, v in args.items(multi=True) if k != "page"] + [("page", page)])
@@ -98,7 +109,7 @@ def lang_args(args, lang: str) -> str:
 
 
 def init_app(app: Flask, ctx: KioskContext) -> None:
-    from . import admin, api, content, pages
+    from . import admin, api, content, feed, fetching, pages, reports
 
     app.extensions["shuqiao"] = ctx
     app.template_folder = str(Path(__file__).parent / "templates")
@@ -112,6 +123,9 @@ def init_app(app: Flask, ctx: KioskContext) -> None:
     app.register_blueprint(api.bp)
     app.register_blueprint(content.bp)
     app.register_blueprint(admin.bp)
+    app.register_blueprint(fetching.bp)
+    app.register_blueprint(feed.bp)
+    app.register_blueprint(reports.bp)
 
     @app.teardown_appcontext
     def close_catalog(exc) -> None:
@@ -133,6 +147,7 @@ def init_app(app: Flask, ctx: KioskContext) -> None:
     app.add_template_filter(filesize)
     app.add_template_filter(duration)
     app.add_template_filter(pager_args)
+    app.add_template_filter(duration_short)
     app.add_template_filter(lang_args)
 
     @app.after_request

@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import time
 
-from flask import (Blueprint, abort, redirect, render_template, request, session, url_for)
+from flask import (Blueprint, abort, jsonify, redirect, render_template, request, session,
+                   url_for)
 
 from cache import CatalogError
 from cache.db import RESOURCE_KINDS
@@ -137,6 +138,40 @@ def dashboard():
                             instance_id=ctx.instance_id, started_at=ctx.started_at, deep=False)
     return render_template("admin/dashboard.html", report=report,
                            addresses=ctx.state.get("addresses", []))
+
+
+def queue_report() -> dict:
+    """The fetch queue page's facts: queue, alerts, budget, disk, platform login."""
+    from cache.queue import FetchQueue
+    from cache.sources import smartedu_auth
+
+    ctx = context()
+    db = catalog().db
+    report = FetchQueue(db).status()
+    for entry in report["entries"]:
+        # A part (学习任务单) means little alone: show its lesson package too.
+        parent = db.execute("SELECT p.title FROM resources r JOIN resources p ON "
+                            "p.id = r.parent_id WHERE r.id = ?", [entry["resource_id"]]).fetchone()
+        entry["package"] = parent[0] if parent else ""
+    service = ctx.state.get("fetch_service")
+    budget = getattr(service, "budget", None)
+    report["budget"] = budget.state() if budget is not None else None
+    report["rate"] = service.rate() if service is not None and hasattr(service, "rate") else None
+    report["disk"] = health.machine(ctx.config.home)["disk"]
+    report["token"] = smartedu_auth.token_state(ctx.config)
+    return report
+
+
+@bp.route("/queue")
+@login_required
+def queue():
+    return render_template("admin/queue.html", report=queue_report())
+
+
+@bp.route("/queue.json")
+@login_required
+def queue_json():
+    return jsonify(queue_report())
 
 
 @bp.route("/upload", methods=["GET", "POST"])

@@ -120,11 +120,25 @@ def events():
         batch = validate_events(body, ctx.config.event_batch_max)
     except EventError as error:
         return json_error(400, str(error), "invalid_event", problems=error.problems)
-    unknown = catalog().missing_resources({e["resource"] for e in batch})
+    # A search may name no resource; every other resource must be in the catalogue.
+    # What the catalogue says of each goes with the events (their xAPI activity).
+    named = {e["resource"] for e in batch if e["resource"]}
+    activities = _activities(named)
+    unknown = named - set(activities)
     if unknown:
         return json_error(400, "unknown resource(s): " + ", ".join(sorted(unknown)),
                           "unknown_resource")
-    with ctx.usage.outbox() as outbox:
-        stored, duplicates = outbox.record(batch)
+    stored, duplicates = ctx.usage.record(batch, activities)
     return jsonify({"ok": True, "stored": stored, "duplicates": duplicates,
                     "ids": [e["id"] for e in batch]}), 201
+
+
+def _activities(ids: set[str]) -> dict[str, dict]:
+    """Catalogue facts of the resources events name, in one indexed query."""
+    if not ids:
+        return {}
+    cursor = catalog().db.execute(
+        "SELECT id, source, source_id, kind, title, stage, grade, subject FROM resources"
+        f" WHERE id IN ({', '.join('?' for _ in ids)})", list(ids))
+    names = [d[0] for d in cursor.description]
+    return {row[0]: dict(zip(names[1:], row[1:])) for row in cursor.fetchall()}

@@ -20,7 +20,7 @@ from urllib.parse import quote
 from flask import Blueprint, Response, request
 from werkzeug.wsgi import wrap_file
 
-from cache import validate_digest
+from cache import disk, validate_digest
 
 from . import catalog, json_error
 
@@ -130,6 +130,9 @@ def blob(digest: str):
             f.close()
             return Response(status=status, headers=headers)
         f.seek(start)
+        # Recently served blobs are the last to be evicted (noted in memory, written in
+        # batches, so serving stays cheap).
+        disk.touch(cat.db, digest)
         file_wrapper = request.environ.get("wsgi.file_wrapper")
         if file_wrapper is not None:
             # waitress: its ReadOnlyFileBasedBuffer sends Content-Length bytes from the

@@ -13,6 +13,7 @@ from flask import Blueprint, abort, render_template, request
 from cache import is_resource_id, taxonomy
 
 from . import catalog, context
+from .fetching import resource_fetch_state
 
 bp = Blueprint("pages", __name__)
 
@@ -76,7 +77,8 @@ def resource(rid: str):
         for f in part["files"]:
             if f["role"] == "exercise" and f["state"] == "cached":
                 exercises[f["id"]] = _load_exercise(cat, f["sha256"])
-    return render_template("resource.html", item=item, exercises=exercises,
+    fetch = None if item["ready"] else resource_fetch_state(rid)
+    return render_template("resource.html", item=item, exercises=exercises, fetch=fetch,
                            display_name=context().config.display_name)
 
 

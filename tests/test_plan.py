@@ -126,3 +126,27 @@ def test_profile_cli(tmp_path):
     assert bad.returncode == 2 and "is not a date" in bad.stderr
     assert run("profile", "remove-class", "三年级一班", home=home).returncode == 0
     assert "三年级一班" not in run("profile", "show", home=home).stdout
+
+
+def test_plan_cli_prints_and_queues_the_coming_lessons(tmp_path):
+    from datetime import date
+
+    from app import create_app
+    from cache.queue import FetchQueue
+    from conftest import make_config
+    from test_cli import run
+
+    home = tmp_path / "home"
+    ctx = create_app(make_config(home)).extensions["shuqiao"]
+    with ctx.cache.catalog() as catalog:
+        add_book(catalog, lessons=40, **MATH)
+    today = date.today()
+    run("profile", "term", (today - timedelta(days=3)).isoformat(),
+        (today + timedelta(days=120)).isoformat(), home=home)
+    run("profile", "class", "三年级一班", "--grade", "三年级", "--subject", "数学", home=home)
+    out = run("plan", "--weeks", "2", home=home).stdout
+    assert "三年级一班" in out and "第" in out and "lessons" in out and "MB" in out
+    with ctx.cache.catalog() as catalog:
+        status = FetchQueue(catalog.db).status()
+    assert status["counts"]["waiting"] > 0
+    assert {e["priority"] for e in status["entries"]} == {200}

@@ -71,3 +71,37 @@
     for (var i = 0; i < players.length; i++) { track(players[i]); }
   });
 })();
+
+/* The 获取 (fetch) box: while a resource is queued or downloading, poll its state every
+ * few seconds (short polling: no held connections) and reload the page once it is on
+ * the appliance, so its player and PDF viewer appear. */
+(function () {
+  "use strict";
+  var POLL_MS = 3000;
+
+  function poll(box) {
+    var url = "/api/resources/" + box.getAttribute("data-resource") + "/fetch";
+    fetch(url, {headers: {"Accept": "application/json"}})
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (state) {
+        if (!state) { return; }
+        if (state.state === "cached") { window.location.reload(); return; }
+        var bar = box.querySelector("progress");
+        if (bar) { bar.max = state.bytes_total || 1; bar.value = state.bytes_done; }
+        box.setAttribute("data-state", state.state);
+        if (state.state === "waiting" || state.state === "active" || state.state === "held") {
+          window.setTimeout(function () { poll(box); }, POLL_MS);
+        } else {
+          window.location.reload();
+        }
+      })
+      .catch(function () { window.setTimeout(function () { poll(box); }, POLL_MS * 3); });
+  }
+
+  document.addEventListener("DOMContentLoaded", function () {
+    var box = document.querySelector(".fetch-box");
+    if (box && /^(waiting|active|held)$/.test(box.getAttribute("data-state"))) {
+      window.setTimeout(function () { poll(box); }, POLL_MS);
+    }
+  });
+})();
