@@ -24,8 +24,9 @@ from . import i18n
 # Pages: everything from our own origin, nothing inline, nothing from the internet.
 # 'wasm-unsafe-eval' lets pdf.js decode JPEG 2000 images in WebAssembly (its worker obeys
 # the CSP of its own response, which is this one); it does not allow JavaScript eval.
+# media-src blob: is how hls.js hands Media Source Extensions buffers to <video>.
 PAGE_CSP = ("default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
-            "img-src 'self' data:; media-src 'self'; font-src 'self'; connect-src 'self'; "
+            "img-src 'self' data:; media-src 'self' blob:; font-src 'self'; connect-src 'self'; "
             "worker-src 'self'; object-src 'none'; base-uri 'none'; "
             "form-action 'self'; frame-ancestors 'self'")
 

@@ -8,6 +8,8 @@ need=""
 command -v chromium >/dev/null 2>&1 || need="$need chromium"
 command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || need="$need nginx-light"
 command -v ip >/dev/null 2>&1 || need="$need iproute2"
+# ffmpeg: the platform stand-in encodes real H.264/AAC segments so HLS playback is tested.
+command -v ffmpeg >/dev/null 2>&1 || need="$need ffmpeg"
 command -v systemd-analyze >/dev/null 2>&1 || need="$need systemd"
 fc-list 2>/dev/null | grep -q "Noto Sans CJK" || need="$need fonts-noto-cjk"
 # avahi: an independent mDNS client for the discovery tests (its daemon only ever runs
