@@ -136,7 +136,7 @@ def dashboard():
     ctx = context()
     report = health.collect(ctx.config, ctx.cache, ctx.usage, version=ctx.version,
                             instance_id=ctx.instance_id, started_at=ctx.started_at, deep=False)
-    return render_template("admin/dashboard.html", report=report,
+    return render_template("admin/dashboard.html", report=report, usage=ctx.usage.report(),
                            addresses=ctx.state.get("addresses", []))
 
 

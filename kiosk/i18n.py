@@ -130,6 +130,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "disk_low": ("服务器磁盘空间不足，无法保存。", "The server is low on disk space."),
     "events": ("使用记录", "Usage events"),
     "pending": ("待上传", "pending"),
+    "oldest_pending": ("最早未上传", "oldest pending"),
+    "usage_dropped": ("因磁盘空间不足删除过 {n} 条记录，其中 {undelivered} 条未上传",
+                      "{n} records were dropped for lack of disk space, {undelivered} of them not uploaded"),
+    "last_export": ("最近导出到 U 盘", "last USB export"),
     "instance": ("服务器编号", "Server id"),
     "address": ("访问地址", "Address"),
     # Usage reports (/admin/reports/, kiosk/reports.py)

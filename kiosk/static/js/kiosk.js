@@ -36,14 +36,33 @@
     });
   }
 
-  function send(type, resource, seconds) {
-    var event = {id: uuid(), type: type, resource: resource, terminal: terminalId(),
-                 role: role(), at: new Date().toISOString(), seconds: Math.round(seconds * 10) / 10};
+  // Events wait in a small queue and go out together (every few seconds, on pause, and
+  // when the page is hidden): one request for many events keeps the appliance's work per
+  // event low when a whole lab plays at once.
+  var queue = [];
+  var FLUSH_MS = 5000;
+
+  function flush() {
+    if (!queue.length) { return; }
+    var batch = queue;
+    queue = [];
     try {
       fetch("/api/events", {method: "POST", headers: {"Content-Type": "application/json"},
-                            body: JSON.stringify(event), keepalive: true}).catch(function () {});
+                            body: JSON.stringify(batch), keepalive: true}).catch(function () {});
     } catch (e) { /* very old browser: no usage record, lesson goes on */ }
   }
+
+  function send(type, resource, seconds, now) {
+    queue.push({id: uuid(), type: type, resource: resource, terminal: terminalId(),
+                role: role(), at: new Date().toISOString(), seconds: Math.round(seconds * 10) / 10});
+    if (now || queue.length >= 50) { flush(); }
+  }
+
+  window.setInterval(flush, FLUSH_MS);
+  document.addEventListener("visibilitychange", function () {
+    if (document.visibilityState === "hidden") { flush(); }
+  });
+  window.addEventListener("pagehide", flush);
 
   function track(player) {
     var resource = player.getAttribute("data-resource");
@@ -61,9 +80,10 @@
       if (watched - lastSent >= PROGRESS_EVERY) { lastSent = watched; send("view-progress", resource, watched); }
     });
     player.addEventListener("pause", function () {
-      if (!player.ended && watched - lastSent >= 1) { lastSent = watched; send("view-progress", resource, watched); }
+      if (!player.ended && watched - lastSent >= 1) { lastSent = watched; send("view-progress", resource, watched, true); }
+      flush();
     });
-    player.addEventListener("ended", function () { lastSent = watched; send("view-complete", resource, watched); });
+    player.addEventListener("ended", function () { lastSent = watched; send("view-complete", resource, watched, true); });
   }
 
   document.addEventListener("DOMContentLoaded", function () {
