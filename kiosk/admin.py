@@ -174,6 +174,66 @@ def queue_json():
     return jsonify(queue_report())
 
 
+@bp.route("/platform", methods=["GET", "POST"])
+@login_required
+def platform():
+    """Paste the national platform's login token (the admin logs in there by hand, once)."""
+    from cache.sources import smartedu_auth
+
+    config = context().config
+    error = None
+    if request.method == "POST":
+        try:
+            smartedu_auth.save_pasted_token(config, request.form.get("token", ""))
+        except smartedu_auth.TokenError as problem:
+            error = str(problem)
+        else:
+            return redirect(url_for("admin.platform"))
+    status = 400 if error else 200
+    return render_template("admin/platform.html", token=smartedu_auth.token_state(config),
+                           error=error), status
+
+
+@bp.route("/profile", methods=["GET", "POST"])
+@login_required
+def profile():
+    """The school profile (term, classes, timetable) behind curriculum-aware prefetch."""
+    from datetime import date
+
+    from cache.plan import Profile, ProfileError, SchoolClass, parse_periods
+
+    school = Profile(catalog().db)
+    error = None
+    if request.method == "POST":
+        form = request.form
+        try:
+            action = form.get("action")
+            if action == "term":
+                try:
+                    start, end = (date.fromisoformat(form.get("start", "")),
+                                  date.fromisoformat(form.get("end", "")))
+                except ValueError:
+                    raise ProfileError("日期格式应为 2026-09-01 / dates look like 2026-09-01")
+                school.set_term(start, end, form.get("name", "").strip())
+            elif action == "class":
+                school.save_class(SchoolClass(
+                    form.get("name", "").strip(), form.get("grade", "").strip(),
+                    form.get("subject", "").strip(), form.get("edition", "").strip(),
+                    form.get("volume", "").strip(), form.get("stage", "").strip(),
+                    parse_periods(form.get("periods", "")),
+                    int(form.get("per_week") or 0)))
+            elif action == "remove":
+                school.remove_class(form.get("name", ""))
+            else:
+                raise ProfileError("unknown action")
+        except (ProfileError, ValueError) as problem:
+            error = str(problem)
+        else:
+            return redirect(url_for("admin.profile"))
+    return render_template("admin/profile.html", term=school.term(), classes=school.classes(),
+                           error=error), 400 if error else 200
+
+
 @bp.route("/upload", methods=["GET", "POST"])
 @login_required
 def upload():

@@ -70,6 +70,26 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "budget": ("流量预算", "Bandwidth budget"),
     "until": ("直到", "until"),
     "platform_login": ("国家平台登录", "Platform login"),
+    "platform_help": ("在一台电脑的浏览器中登录国家中小学智慧教育平台，然后把登录令牌（浏览器本地存储中 "
+                      "ND_UC_AUTH-…&ncet-xedu&token 的值）粘贴到这里。书桥会在过期前自动续期；"
+                      "续期失败时这里会提醒你重新登录。",
+                      "Log in to the national platform in a browser, then paste the login token (the "
+                      "localStorage value of ND_UC_AUTH-…&ncet-xedu&token) here. Shuqiao renews it "
+                      "before it expires and warns here when a person must log in again."),
+    "token": ("登录令牌", "Login token"),
+    "school_profile": ("学校概况", "School profile"),
+    "profile_help": ("填写学期日期和各班所学教材（可选课表）。书桥会按章节顺序提前下载未来几周要上的课。",
+                     "Enter the term dates and which textbook each class learns (optionally the "
+                     "timetable). Shuqiao fetches the coming weeks' lessons ahead, in chapter order."),
+    "term": ("学期", "Term"),
+    "term_start": ("开始日期", "Start"),
+    "term_end": ("结束日期", "End"),
+    "name": ("名称", "Name"),
+    "classes": ("班级", "Classes"),
+    "class_name": ("班级名称", "Class name"),
+    "periods": ("课表（星期:节次，如 1:2,3:4）", "Timetable (weekday:period, e.g. 1:2,3:4)"),
+    "per_week": ("每周课时（没有课表时）", "Lessons a week (without a timetable)"),
+    "remove": ("删除", "Remove"),
     "language": ("English", "中文"),
     "admin": ("管理", "Admin"),
     "page_not_found": ("页面不存在", "Page not found"),
