@@ -231,8 +231,10 @@ class Catalog:
                                 "parts": []})
             lessons[-1]["parts"].append(part)
         resource["lessons"] = lessons
-        all_files = resource["files"] + [f for p in parts for f in p["files"]]
-        resource["ready"] = bool(all_files) and all(f["state"] == "cached" for f in all_files)
+        # Optional files (a cover the platform may refuse) never keep a lesson from "ready".
+        needed = [f for f in resource["files"] + [f for p in parts for f in p["files"]]
+                  if not f["extra"].get("optional")]
+        resource["ready"] = bool(needed) and all(f["state"] == "cached" for f in needed)
         if row["parent_id"]:
             resource["parent"] = self._row(
                 "SELECT id, title, kind FROM resources WHERE id = ?", [row["parent_id"]])
@@ -297,10 +299,11 @@ class Catalog:
         return row
 
     def _ready(self, rid: str) -> bool:
-        """True when every file of the resource and of its parts is cached."""
+        """True when every needed (not optional) file of the resource and its parts is cached."""
         counts = self.db.execute(
             "SELECT count(*), sum(f.state = 'cached') FROM files f JOIN resources r "
-            "ON r.id = f.resource_id WHERE r.id = ? OR r.parent_id = ?", [rid, rid]).fetchone()
+            "ON r.id = f.resource_id WHERE (r.id = ? OR r.parent_id = ?) "
+            "AND coalesce(json_extract(f.extra, '$.optional'), 0) = 0", [rid, rid]).fetchone()
         return counts[0] > 0 and counts[0] == counts[1]
 
     def facet(self, level: str, **filters: str) -> list[dict]:

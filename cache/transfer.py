@@ -358,7 +358,7 @@ class Engine:
                 body = response.raw.read(ERROR_BODY_LIMIT)
             except Exception:  # noqa: BLE001 - the status is what matters
                 pass
-            self.budget.consume(len(body), job.should_stop)
+            self._charge(source, len(body), job)
             raise _Failed(source.classify(status, body, None), f"HTTP {status} from {url}", status)
         partial.remember_validator(url, response.headers.get("ETag"),
                                    response.headers.get("Last-Modified"))
@@ -380,7 +380,7 @@ class Engine:
                 if expect.size is not None and partial.size > expect.size:
                     partial.reset()
                     raise _Failed(ErrorKind.CORRUPT, f"more bytes than the expected {expect.size}")
-                if not self.budget.consume(len(chunk), job.should_stop):
+                if not self._charge(source, len(chunk), job):
                     raise Interrupted("stopping")
                 self._tick(job, partial)
                 if job.should_stop():
@@ -397,6 +397,16 @@ class Engine:
         if expect.size is not None and partial.size < expect.size:
             raise _Failed(ErrorKind.FAILOVER, f"{url} ended after {partial.size} bytes",
                           progressed=partial.size - start >= PROGRESS_MIN)
+
+    def _charge(self, source: Source, nbytes: int, job: Job) -> bool:
+        """Count bytes against the budget and wait while it says so; False when stopping.
+
+        Bytes from a LAN peer (``source.lan``) never cross the metered link: they are not
+        counted against the monthly quota or held back by the rate windows.
+        """
+        if getattr(source, "lan", False):
+            return not job.should_stop()
+        return self.budget.consume(nbytes, job.should_stop)
 
     def _tick(self, job: Job, partial: Partial) -> None:
         """Per chunk: progress for the watchers, checkpoints, the disk reserve."""
@@ -426,7 +436,7 @@ class Engine:
                     with job.session.get(upstream.url, headers=upstream.headers, stream=True,
                                          timeout=self.timeouts) as response:
                         body = response.raw.read(limit + 1, decode_content=True)
-                        self.budget.consume(len(body), job.should_stop)
+                        self._charge(source, len(body), job)
                         self.meter(len(body))
                         status = response.status_code
                 if status == 200 and len(body) <= limit:

@@ -151,3 +151,20 @@ def test_search_and_browse_the_real_captured_catalogue(catalog):
         "EXPLAIN QUERY PLAN SELECT grade, count(*) FROM resources WHERE parent_id IS NULL "
         "AND grade != '' AND stage = ? GROUP BY grade", ["小学"]).fetchall())
     assert "USING INDEX resources_taxonomy" in plan or "USING COVERING INDEX" in plan, plan
+
+
+def test_optional_files_do_not_keep_a_resource_from_ready(catalog):
+    rid = catalog.upsert_resource(
+        source="t", source_id="book", kind="textbook", title="数学",
+        files=[FileSpec(role="source", mime="application/pdf", size=10, sha256="a" * 64,
+                        state="cached"),
+               FileSpec(role="cover", mime="image/jpeg", urls=("https://r1-ndr.invalid/c.jpg",),
+                        extra={"optional": True})])
+    assert catalog.get(rid)["ready"] is True
+    assert catalog.query(q="数学")[0][0]["ready"] is True
+    catalog.upsert_resource(
+        source="t", source_id="book", kind="textbook", title="数学",
+        files=[FileSpec(role="source", mime="application/pdf", size=20,  # new content upstream
+                        urls=("https://x.invalid/a.pdf",)),
+               FileSpec(role="cover", mime="image/jpeg", sha256="b" * 64, state="cached")])
+    assert catalog.get(rid)["ready"] is False

@@ -605,3 +605,34 @@ def test_fetch_resources_exit_codes_and_watching_a_running_server(cache):
         assert "the running server is fetching" in " ".join(said)
         assert said[-1].endswith("all cached and verified")
         assert "1/1 files" in out.getvalue()
+
+
+def test_bytes_from_a_lan_peer_do_not_count_against_the_wan_budget(tmp_path):
+    """A rate cap and a monthly quota are about the metered link, not the school LAN."""
+    from cache.budget import Budget
+
+    class LanSource(PlainHTTPSource):
+        lan = True
+
+    data = os.urandom(400_000)
+    with FaultyServer({"/lesson.bin": data}) as server:
+        took = {}
+        for name, source in (("wan", PlainHTTPSource()), ("lan", LanSource())):
+            (tmp_path / name).mkdir()
+            cache = Cache(tmp_path / name)
+            cache.migrate()
+            rid = add_resource(cache, server, ["/lesson.bin"])
+            budget = Budget("00:00-24:00=100KB", monthly_quota_bytes=100 * 1024 * 1024)
+
+            def cached(cache=cache, rid=rid):
+                with cache.catalog() as catalog:
+                    return FetchQueue(catalog.db).resource_progress(rid)["state"] == "cached"
+
+            started = time.monotonic()
+            with FetchService(cache, lambda file, s=source: [s], budget=budget, workers=1,
+                              poll_seconds=0.05) as service:
+                service.enqueue([rid])
+                wait_until(cached, timeout=30)
+            took[name] = (time.monotonic() - started, budget.state()["month_used"])
+    assert took["wan"][0] > 2.5 and took["wan"][1] >= len(data)   # ~4 s at 100 KB/s
+    assert took["lan"][0] < 2.5 and took["lan"][1] == 0
