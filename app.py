@@ -436,6 +436,25 @@ def plan(weeks, queue, home):
                f"{filesize(total)} to fetch")
 
 
+@cli.command("platform-token")
+@click.argument("source", type=click.File("r", encoding="utf-8"))
+@home_option
+def platform_token(source, home):
+    """Store the national platform's login token pasted into SOURCE (a file, or - for stdin).
+
+    The CLI twin of the admin page /admin/platform; prints the token's state.
+    """
+    from cache.sources import smartedu_auth
+
+    config = _load_config(home)
+    open_home(config)
+    try:
+        state = smartedu_auth.save_pasted_token(config, source.read())
+    except smartedu_auth.TokenError as error:
+        raise click.ClickException(str(error)) from None
+    click.echo(f"{state['message_zh']} / {state['message_en']}")
+
+
 @cli.command("sync-usage")
 @click.option("--once", is_flag=True, help="One pass; exit 0 only when nothing is left pending.")
 @home_option

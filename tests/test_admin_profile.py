@@ -57,3 +57,21 @@ def test_platform_token_page(client, ctx):
     assert good.status_code == 302
     page = client.get("/admin/platform").get_data(as_text=True)
     assert 'class="notice"' in page
+
+
+def test_platform_token_cli(tmp_path):
+    import subprocess
+    import sys
+
+    from conftest import ROOT
+    from standin import Standin
+
+    home = tmp_path / "home"
+    with Standin(small=True) as platform:
+        token = str(platform.token_json())
+    ok = subprocess.run([sys.executable, str(ROOT / "app.py"), "platform-token", "-", "--home",
+                         str(home)], input=token, capture_output=True, text=True, timeout=60)
+    assert ok.returncode == 0, ok.stderr
+    bad = subprocess.run([sys.executable, str(ROOT / "app.py"), "platform-token", "-", "--home",
+                          str(home)], input="garbage", capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 1 and bad.stderr.strip()
