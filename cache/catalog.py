@@ -36,6 +36,15 @@ def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+# Whether a resource (``{rid}``: a placeholder or a column) is ready to open: it and its
+# parts have files, and every needed one is cached. Optional files (a cover the platform
+# may refuse) never keep a lesson from "ready".
+_READY_SQL = """(SELECT count(*) > 0 AND count(*) = coalesce(sum(f.state = 'cached'), 0)
+    FROM files f JOIN resources p ON p.id = f.resource_id
+    WHERE (p.id = {rid} OR p.parent_id = {rid})
+      AND coalesce(json_extract(f.extra, '$.optional'), 0) = 0)"""
+
+
 def resource_id_for(source: str, source_id: str) -> str:
     """A stable id: the same upstream item always gets the same id, on every appliance."""
     return uuid.uuid5(_ID_NAMESPACE, f"{source}:{source_id}").hex
@@ -231,10 +240,8 @@ class Catalog:
                                 "parts": []})
             lessons[-1]["parts"].append(part)
         resource["lessons"] = lessons
-        # Optional files (a cover the platform may refuse) never keep a lesson from "ready".
-        needed = [f for f in resource["files"] + [f for p in parts for f in p["files"]]
-                  if not f["extra"].get("optional")]
-        resource["ready"] = bool(needed) and all(f["state"] == "cached" for f in needed)
+        resource["ready"] = bool(self.db.execute(
+            f"SELECT {_READY_SQL.format(rid='?')}", [rid, rid]).fetchone()[0])
         if row["parent_id"]:
             resource["parent"] = self._row(
                 "SELECT id, title, kind FROM resources WHERE id = ?", [row["parent_id"]])
@@ -282,29 +289,22 @@ class Catalog:
             base = "FROM resources r WHERE " + " AND ".join(where)
             order = "r.stage, r.grade, r.subject, r.edition, r.volume, r.title"
         total = self.db.execute(f"SELECT count(*) {base}", params).fetchone()[0]
-        rows = self._rows(f"SELECT r.* {base} ORDER BY {order} LIMIT ? OFFSET ?",
-                          params + [limit, offset])
+        # Cover and readiness come with the page of rows: one statement, not two per row.
+        rows = self._rows(
+            f"SELECT r.*, {_READY_SQL.format(rid='r.id')} AS ready, (SELECT sha256 FROM files "
+            "WHERE resource_id = r.id AND role = 'cover' AND state = 'cached' LIMIT 1) AS cover "
+            f"{base} ORDER BY {order} LIMIT ? OFFSET ?", params + [limit, offset])
         return [self._summary(r) for r in rows], total
 
-    def _summary(self, row: dict) -> dict:
-        row = dict(row)
+    @staticmethod
+    def _summary(row: dict) -> dict:
         row["chapter"] = json.loads(row["chapter"])
         row.pop("extra", None)
         row.pop("chapter_ids", None)
-        cover = self.db.execute(
-            "SELECT sha256 FROM files WHERE resource_id = ? AND role = 'cover' AND state = 'cached'"
-            " LIMIT 1", [row["id"]]).fetchone()
-        row["cover_url"] = f"/content/{cover[0]}" if cover else None
-        row["ready"] = self._ready(row["id"])
+        cover = row.pop("cover")
+        row["cover_url"] = f"/content/{cover}" if cover else None
+        row["ready"] = bool(row["ready"])
         return row
-
-    def _ready(self, rid: str) -> bool:
-        """True when every needed (not optional) file of the resource and its parts is cached."""
-        counts = self.db.execute(
-            "SELECT count(*), sum(f.state = 'cached') FROM files f JOIN resources r "
-            "ON r.id = f.resource_id WHERE (r.id = ? OR r.parent_id = ?) "
-            "AND coalesce(json_extract(f.extra, '$.optional'), 0) = 0", [rid, rid]).fetchone()
-        return counts[0] > 0 and counts[0] == counts[1]
 
     def facet(self, level: str, **filters: str) -> list[dict]:
         """Values of one taxonomy level under the chosen filters, with counts, in order."""

@@ -14,6 +14,7 @@ never changes: it is cached for a year as ``immutable``.
 
 from __future__ import annotations
 
+import os
 import re
 from urllib.parse import quote
 
@@ -85,7 +86,12 @@ def blob(digest: str):
                                "hex characters", "bad_digest")
     cat = catalog()
     info = cat.blob_info(digest)
-    if info is None or not cat.store.has(digest):
+    try:
+        # One open serves the existence check, the size (fstat) and the body.
+        f = cat.store.open(digest) if info is not None else None
+    except FileNotFoundError:
+        f = None
+    if f is None:
         return json_error(404, "no such content on this server", "not_found")
 
     etag = f'"{digest}"'
@@ -103,11 +109,11 @@ def blob(digest: str):
     }
     if_none_match = request.headers.get("If-None-Match")
     if if_none_match and _etag_matches(if_none_match, etag):
+        f.close()
         return Response(status=304, headers={k: headers[k] for k in ("ETag", "Cache-Control")})
 
-    f = cat.store.open(digest)
     try:
-        size = cat.store.size(digest)
+        size = os.fstat(f.fileno()).st_size
         range_header = request.headers.get("Range")
         if_range = request.headers.get("If-Range")
         if range_header and if_range and if_range.strip() != etag:
