@@ -36,6 +36,8 @@ from typing import Callable, Iterator
 
 import sqlite_utils
 
+from database import write_transaction
+
 DAY_NAMES = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 MINUTES_PER_WEEK = 7 * 24 * 60
 # How much a consumer may take ahead of the rate after an idle spell: enough to keep a
@@ -368,7 +370,7 @@ class Budget:
             pending, month = self._pending, self._pending_month
             self._pending, self._pending_month = 0, self._month
         if pending:
-            with db.conn:
+            with write_transaction(db):
                 db.execute(
                     "INSERT INTO budget_months (month, bytes_used) VALUES (?, ?) "
                     "ON CONFLICT(month) DO UPDATE SET bytes_used = bytes_used + excluded.bytes_used",
@@ -419,7 +421,7 @@ def grant_extra(db: sqlite_utils.Database, extra_mb: int, ts: float | None = Non
     if extra_mb <= 0:
         raise ValueError("extra_mb must be positive")
     month = month_key(time.time() if ts is None else ts)
-    with db.conn:
+    with write_transaction(db):
         db.execute(
             "INSERT INTO budget_months (month, extra_bytes) VALUES (?, ?) "
             "ON CONFLICT(month) DO UPDATE SET extra_bytes = extra_bytes + excluded.extra_bytes",

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from database import write_transaction
+
 from .catalog import now_iso
 from .store import BlobStore
 
@@ -74,7 +76,7 @@ def storage_used(db: sqlite_utils.Database) -> int:
 def pin(db: sqlite_utils.Database, resource_ids, pinned_by: str = "") -> int:
     """Protect resources (and their parts) from eviction; returns how many were new."""
     added = 0
-    with db.conn:
+    with write_transaction(db):
         for rid in resource_ids:
             cursor = db.execute(
                 "INSERT OR IGNORE INTO pins (resource_id, pinned_by, pinned_at) "
@@ -84,7 +86,7 @@ def pin(db: sqlite_utils.Database, resource_ids, pinned_by: str = "") -> int:
 
 
 def unpin(db: sqlite_utils.Database, resource_ids) -> int:
-    with db.conn:
+    with write_transaction(db):
         return sum(db.execute("DELETE FROM pins WHERE resource_id = ?", [rid]).rowcount
                    for rid in resource_ids)
 
@@ -138,7 +140,7 @@ def flush_touches(db: sqlite_utils.Database) -> None:
 def write_last_use(db: sqlite_utils.Database, stamps: dict[str, float]) -> None:
     if not stamps:
         return
-    with db.conn:
+    with write_transaction(db):
         for digest, stamp in stamps.items():
             # Only blobs the catalogue knows: size comes from the files that use it.
             db.execute(

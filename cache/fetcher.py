@@ -34,6 +34,8 @@ from typing import Callable, Iterable, Mapping
 
 import requests
 
+from database import write_transaction
+
 from . import Cache, db as catalog_db, transfer
 from .budget import Budget, describe_rate
 from .disk import DiskFull, DiskGuard, record_blob
@@ -96,7 +98,7 @@ def sweep_partials(db, store) -> int:
     removed = 0
     wanted = {r[0] for r in db.execute(
         "SELECT p.name FROM fetch_partials p JOIN fetch_queue q ON q.file_id = p.file_id")}
-    with db.conn:
+    with write_transaction(db):
         removed += db.execute("DELETE FROM fetch_partials WHERE name NOT IN "
                               "(SELECT p.name FROM fetch_partials p JOIN fetch_queue q "
                               "ON q.file_id = p.file_id)").rowcount
@@ -355,7 +357,7 @@ class FetchService:
                 self._jobs.pop(file_id, None)
             rate = self.rate()
             if rate > 0:
-                with db.conn:
+                with write_transaction(db):
                     db.execute("INSERT OR REPLACE INTO fetch_meta (key, value) VALUES "
                                "('link_rate', ?)", [str(rate)])
 
@@ -423,7 +425,7 @@ class FetchService:
 
     def _complete(self, db, file: dict, digest: str) -> None:
         size = self.cache.store.size(digest)
-        with db.conn:
+        with write_transaction(db):
             db.execute("UPDATE files SET state = 'cached', sha256 = ?, size = coalesce(size, ?) "
                        "WHERE id = ?", [digest, size, file["id"]])
             db.execute("DELETE FROM fetch_queue WHERE file_id = ?", [file["id"]])
@@ -433,7 +435,7 @@ class FetchService:
     def _discard_partials(self, db, file_id: int) -> None:
         names = [r[0] for r in db.execute("SELECT name FROM fetch_partials WHERE file_id = ?",
                                           [file_id])]
-        with db.conn:
+        with write_transaction(db):
             db.execute("DELETE FROM fetch_partials WHERE file_id = ?", [file_id])
         for name in names:
             (resume_dir(self.cache.store) / (name + ".partial")).unlink(missing_ok=True)

@@ -20,6 +20,8 @@ from pathlib import Path
 
 import sqlite_utils
 
+from database import write_transaction
+
 from .store import BlobStore, fsync_directory, validate_digest
 
 READ_CHUNK = 1024 * 1024
@@ -99,7 +101,7 @@ class Partial:
             remaining -= len(block)
         self.size = keep - remaining
         self._file.seek(0, os.SEEK_END)
-        with self.db.conn:
+        with write_transaction(self.db):
             self.db.execute(
                 "INSERT INTO fetch_partials (name, file_id, url, offset, boot_id, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET "
@@ -125,7 +127,7 @@ class Partial:
         """Remove the partial file and its row (cancelled, or done with)."""
         self.close()
         self.path.unlink(missing_ok=True)
-        with self.db.conn:
+        with write_transaction(self.db):
             self.db.execute("DELETE FROM fetch_partials WHERE name = ?", [self.name])
 
     # -- data
@@ -156,7 +158,7 @@ class Partial:
         if fresh == (self.mirror, self.etag, self.last_modified):
             return
         self.mirror, self.etag, self.last_modified = fresh
-        with self.db.conn:
+        with write_transaction(self.db):
             self.db.execute("UPDATE fetch_partials SET mirror = ?, etag = ?, last_modified = ? "
                             "WHERE name = ?", [*fresh, self.name])
 
@@ -168,7 +170,7 @@ class Partial:
             return False
         self._file.flush()
         os.fsync(self._file.fileno())
-        with self.db.conn:
+        with write_transaction(self.db):
             self.db.execute(
                 "UPDATE fetch_partials SET offset = ?, mirror = ?, etag = ?, last_modified = ?, "
                 "updated_at = ? WHERE name = ?",
@@ -202,7 +204,7 @@ class Partial:
         validate_digest(digest)
         self._file.flush()
         os.fsync(self._file.fileno())
-        with self.db.conn:
+        with write_transaction(self.db):
             self.db.execute("UPDATE fetch_partials SET verified_sha256 = ?, offset = ? "
                             "WHERE name = ?", [digest, self.size, self.name])
         self.verified = digest
