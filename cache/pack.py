@@ -42,7 +42,7 @@ from .catalog import Catalog
 from .feed import FeedError, FeedRefused, FeedUnavailable, Manifest, TrustedKey
 from .sources.feed import (DirectoryReader, FeedReader, Restart, blob_mismatch,
                            merge_into_catalog, open_feed, read_verified)
-from .store import CHUNK, BlobError, BlobStore, fsync_directory
+from .store import CHUNK, BlobError, BlobStore, atomic_write_bytes, fsync_directory
 
 Progress = Callable[[int, int], None]
 """``progress(done_bytes, total_bytes)``: called as blob bytes move (absolute figures)."""
@@ -230,27 +230,6 @@ class ExportResult:
     stale_removed: int    # blob files of an earlier export that this one does not hold
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Temp + fsync + rename, without chmod (FAT-formatted USB drives refuse it)."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fsync_directory(path)
-    except OSError:  # some file systems (FAT through some drivers) refuse a directory fsync
-        pass
-
-
 def _file_digest(path: Path) -> str | None:
     h = hashlib.sha256()
     try:
@@ -286,7 +265,7 @@ def export(catalog: Catalog, store: BlobStore, directory: str | os.PathLike, *,
         # The manifest marks a complete feed: take the old one away before anything else.
         for marker in (feed.MANIFEST_NAME, feed.SIGNATURE_NAME):
             (root / marker).unlink(missing_ok=True)
-        _fsync_dir(root)
+        fsync_directory(root, removable=True)
 
         kept, to_write = [], []
         for digest, size in sorted(blobs.items()):
@@ -312,10 +291,12 @@ def export(catalog: Catalog, store: BlobStore, directory: str | os.PathLike, *,
             leftover.unlink(missing_ok=True)
 
         manifest_bytes = feed.canonical_bytes(document)
-        _write_atomically(root / "README.txt", _README.format(
-            name=name, created=document["created"]).encode("utf-8"))
-        _write_atomically(root / feed.SIGNATURE_NAME, feed.sign(signing_key, manifest_bytes))
-        _write_atomically(root / feed.MANIFEST_NAME, manifest_bytes)  # last: now it is a feed
+        readme = _README.format(name=name, created=document["created"]).encode("utf-8")
+        atomic_write_bytes(root / "README.txt", readme, removable=True)
+        atomic_write_bytes(root / feed.SIGNATURE_NAME, feed.sign(signing_key, manifest_bytes),
+                           removable=True)
+        # Last: only now is the directory a feed.
+        atomic_write_bytes(root / feed.MANIFEST_NAME, manifest_bytes, removable=True)
     except OSError as error:
         raise FeedError("write_failed", f"写入 {root} 失败（{error}）",
                         f"writing {root} failed ({error})") from None
@@ -348,7 +329,7 @@ def _export_blob(store: BlobStore, digest: str, root: Path, done: int, total: in
             raise FeedError("corrupt_store", f"本机存储中的文件 {digest} 已损坏，停止导出",
                             f"blob {digest} in this appliance's store is corrupt; export stopped")
         os.replace(tmp, target)
-        _fsync_dir(target.parent)
+        fsync_directory(target.parent, removable=True)
     finally:
         tmp.unlink(missing_ok=True)
     return done

@@ -34,17 +34,29 @@ def validate_digest(digest: str) -> str:
     return digest
 
 
-def fsync_directory(path: Path) -> None:
-    """Make a rename in ``path`` durable (POSIX needs the directory itself fsynced)."""
-    fd = os.open(path, os.O_RDONLY)
+def fsync_directory(path: Path, removable: bool = False) -> None:
+    """Make a rename in ``path`` durable (POSIX needs the directory itself fsynced).
+
+    :param removable: a USB drive: some file systems (FAT through some drivers) refuse a
+        directory fsync; then the rename's durability is the drive's business.
+    """
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError:
+        if not removable:
+            raise
 
 
-def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
-    """Write a small file atomically: temp file in the same directory, fsync, rename."""
+def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644,
+                       removable: bool = False) -> None:
+    """Write a small file atomically: temp file in the same directory, fsync, rename.
+
+    :param removable: a USB drive, where FAT refuses chmod and may refuse a directory fsync.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix="." + path.name + ".", suffix=".tmp")
     try:
@@ -52,9 +64,13 @@ def atomic_write_bytes(path: Path, data: bytes, mode: int = 0o644) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
-        os.chmod(tmp, mode)
+        try:
+            os.chmod(tmp, mode)
+        except OSError:
+            if not removable:
+                raise
         os.replace(tmp, path)
-        fsync_directory(path.parent)
+        fsync_directory(path.parent, removable)
     except BaseException:
         _unlink_quietly(Path(tmp))
         raise
