@@ -243,3 +243,29 @@ def m0003_school_profile(db: sqlite_utils.Database) -> None:
             lessons_per_week INTEGER NOT NULL DEFAULT 0
         );
     """)
+
+
+@migrations(name="0004_catalog_version")
+def m0004_catalog_version(db: sqlite_utils.Database) -> None:
+    """A counter that moves on every change to what is catalogued or cached.
+
+    Readers that cache something derived from the catalogue (the /feed/ manifest) compare
+    it instead of guessing from counts: file rows are updated in place, so a count or a
+    max(id) can stay the same while a file's content or state changed.
+    """
+    execute_script(db, """
+        CREATE TABLE catalog_version (id INTEGER PRIMARY KEY CHECK (id = 1), n INTEGER NOT NULL);
+        INSERT INTO catalog_version (id, n) VALUES (1, 0);
+        CREATE TRIGGER files_inserted AFTER INSERT ON files
+            BEGIN UPDATE catalog_version SET n = n + 1; END;
+        CREATE TRIGGER files_updated AFTER UPDATE ON files
+            BEGIN UPDATE catalog_version SET n = n + 1; END;
+        CREATE TRIGGER files_deleted AFTER DELETE ON files
+            BEGIN UPDATE catalog_version SET n = n + 1; END;
+        CREATE TRIGGER resources_inserted AFTER INSERT ON resources
+            BEGIN UPDATE catalog_version SET n = n + 1; END;
+        CREATE TRIGGER resources_updated AFTER UPDATE ON resources
+            BEGIN UPDATE catalog_version SET n = n + 1; END;
+        CREATE TRIGGER resources_deleted AFTER DELETE ON resources
+            BEGIN UPDATE catalog_version SET n = n + 1; END;
+    """)

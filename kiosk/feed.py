@@ -35,7 +35,7 @@ _RECHECK_SECONDS = 3.0
 
 @dataclass
 class _Published:
-    fingerprint: tuple
+    fingerprint: int
     manifest: bytes
     signature: bytes
     etag: str
@@ -53,13 +53,9 @@ class Publisher:
         self._key = None
 
     @staticmethod
-    def _fingerprint(cat) -> tuple:
-        # File rows are replaced whole on every catalogue update, so a new max(id) or a
-        # different count means the feed may have changed.
-        return tuple(cat.db.execute(
-            "SELECT count(*), coalesce(max(id), 0), total(size) FROM files "
-            "WHERE state = 'cached'").fetchone()) + tuple(cat.db.execute(
-                "SELECT count(*), coalesce(max(rowid), 0) FROM resources").fetchone())
+    def _fingerprint(cat) -> int:
+        # Moves on every write to resources or files (triggers, migration 0004).
+        return cat.db.execute("SELECT n FROM catalog_version").fetchone()[0]
 
     def public_key(self) -> bytes:
         with self._lock:

@@ -325,3 +325,28 @@ def test_feed_name_setting(tmp_path):
     response = app.test_client().get("/feed/manifest.json")
     assert json.loads(response.data)["name"] == "城关小学资源"
     response.close()
+
+
+def test_the_published_manifest_follows_in_place_file_changes(tmp_path):
+    """A file updated in place (same row, same count, same size) still changes the feed."""
+    import io
+
+    from app import create_app
+    from cache.catalog import FileSpec
+    from conftest import make_config
+
+    app = create_app(make_config(tmp_path / "home"))
+    ctx = app.extensions["shuqiao"]
+    with ctx.cache.catalog() as catalog:
+        first = catalog.store.put_stream(io.BytesIO(b"%PDF-1 edition one"))
+        second = catalog.store.put_stream(io.BytesIO(b"%PDF-1 edition two"))
+        catalog.upsert_resource(source="t", source_id="b", kind="textbook", title="课本",
+                                files=[FileSpec(role="source", mime="application/pdf", size=18,
+                                                sha256=first, state="cached")])
+    client = app.test_client()
+    assert first in client.get("/feed/manifest.json").get_data(as_text=True)
+    with ctx.cache.catalog() as catalog:
+        catalog.db.execute("UPDATE files SET sha256 = ?", [second])
+    app.extensions["shuqiao"].state["feed_publisher"]._current.checked = -1e9  # recheck now
+    manifest = client.get("/feed/manifest.json").get_data(as_text=True)
+    assert second in manifest and first not in manifest
