@@ -240,9 +240,11 @@ class FetchQueue:
             SELECT q.file_id, q.priority, q.state, q.attempts, q.next_try, q.last_error,
                    q.error_kind, q.held_on, q.bytes_done, coalesce(q.bytes_total, f.size)
                    AS bytes_total, q.requests, q.requested_by, q.enqueued_at, q.updated_at,
-                   f.role, f.name, r.id AS resource_id, r.title, r.source
+                   f.role, f.name, r.id AS resource_id, r.title, r.source,
+                   coalesce(p.title, '') AS package
             FROM fetch_queue q JOIN files f ON f.id = q.file_id
             JOIN resources r ON r.id = f.resource_id
+            LEFT JOIN resources p ON p.id = r.parent_id
             ORDER BY q.state != 'active', q.state = 'failed', q.priority DESC, q.seq
             LIMIT ?""", [limit]))
         return {"counts": {s: counts.get(s, 0) for s in ("waiting", "active", "held", "failed")},

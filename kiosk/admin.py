@@ -146,13 +146,7 @@ def queue_report() -> dict:
     from cache.sources import smartedu_auth
 
     ctx = context()
-    db = catalog().db
-    report = FetchQueue(db).status()
-    for entry in report["entries"]:
-        # A part (学习任务单) means little alone: show its lesson package too.
-        parent = db.execute("SELECT p.title FROM resources r JOIN resources p ON "
-                            "p.id = r.parent_id WHERE r.id = ?", [entry["resource_id"]]).fetchone()
-        entry["package"] = parent[0] if parent else ""
+    report = FetchQueue(catalog().db).status()  # entries name their lesson package too
     service = ctx.state.get("fetch_service")
     budget = getattr(service, "budget", None)
     report["budget"] = budget.state() if budget is not None else None
